@@ -1,0 +1,255 @@
+"""The `tenderpool` command. Thin: parse options, call a service inside session_scope, print."""
+
+from __future__ import annotations
+
+import datetime as dt
+import sys
+from typing import Any
+
+import click
+from sqlalchemy import select
+
+from tenderpool.config import ConfigError, Settings, load_settings
+from tenderpool.db import Database
+from tenderpool.errors import DomainError
+
+
+class Context:
+    """Settings and database, created on first use so that `--help` needs neither."""
+
+    def __init__(self) -> None:
+        self._settings: Settings | None = None
+        self._db: Database | None = None
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            try:
+                self._settings = load_settings()
+            except ConfigError as exc:
+                raise click.ClickException(str(exc)) from exc
+        return self._settings
+
+    @property
+    def db(self) -> Database:
+        if self._db is None:
+            self._db = Database(self.settings.database_url)
+        return self._db
+
+
+pass_ctx = click.make_pass_decorator(Context, ensure=True)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.pass_context
+def main(ctx: click.Context) -> None:
+    """TenderPool: public tenders answered together (CCI Seine-et-Marne, CCI Essonne).
+
+    Settings come from config/default.toml, the file named by TENDERPOOL_CONFIG
+    and TENDERPOOL_* environment variables.
+    """
+    ctx.ensure_object(Context)
+
+
+# --- database -----------------------------------------------------------------------------------
+
+
+@main.group()
+def db() -> None:
+    """Create, upgrade or inspect the database schema (Alembic migrations)."""
+
+
+@db.command("upgrade")
+@click.option("--revision", default="head", show_default=True, help="Target revision.")
+@pass_ctx
+def db_upgrade(ctx: Context, revision: str) -> None:
+    """Create the database or upgrade it to the latest schema."""
+    from tenderpool import migrate
+
+    migrate.upgrade(ctx.db.engine, revision)
+    click.echo(f"Base de données à jour ({migrate.current_revision(ctx.db.engine)}) : {_safe_url(ctx)}")
+
+
+@db.command("downgrade")
+@click.option("--revision", default="-1", show_default=True, help="Target revision (-1 = one step back, base = empty).")
+@pass_ctx
+def db_downgrade(ctx: Context, revision: str) -> None:
+    """Undo migrations down to REVISION."""
+    from tenderpool import migrate
+
+    migrate.downgrade(ctx.db.engine, revision)
+    click.echo(f"Schéma ramené à {migrate.current_revision(ctx.db.engine) or 'base (vide)'}.")
+
+
+@db.command("current")
+@pass_ctx
+def db_current(ctx: Context) -> None:
+    """Print the schema revision of the database and the latest one available."""
+    from tenderpool import migrate
+
+    current = migrate.current_revision(ctx.db.engine)
+    head = migrate.head_revision(ctx.db.engine)
+    click.echo(f"actuelle : {current or 'aucune (base vide)'}\ndernière : {head}")
+    if current != head:
+        click.echo("La base n'est pas à jour : lancez `tenderpool db upgrade`.")
+
+
+@db.command("check")
+@pass_ctx
+def db_check(ctx: Context) -> None:
+    """Fail if the models and the migrations disagree (like `alembic check`)."""
+    from tenderpool import migrate
+
+    diffs = migrate.schema_differences(ctx.db.engine)
+    if diffs:
+        for diff in diffs:
+            click.echo(f"  {diff}")
+        raise click.ClickException("les modèles et les migrations ne concordent pas")
+    click.echo("Modèles et migrations concordent.")
+
+
+@db.command("revision")
+@click.option("-m", "--message", required=True, help="What the migration does.")
+@pass_ctx
+def db_revision(ctx: Context, message: str) -> None:
+    """(Developers) Autogenerate a dated migration from the models; review it by hand."""
+    from tenderpool import migrate
+
+    migrate.revision(ctx.db.engine, message)
+
+
+def _safe_url(ctx: Context) -> str:
+    return ctx.db.engine.url.render_as_string(hide_password=True)
+
+
+# --- users ----------------------------------------------------------------------------------------
+
+
+@main.group()
+def users() -> None:
+    """Create accounts and set passwords."""
+
+
+@users.command("create")
+@click.option("--email", required=True)
+@click.option("--password", required=True, help="At least security.password_min_length characters.")
+@click.option("--role", type=click.Choice(["admin", "staff", "firm"]), required=True)
+@click.option("--chamber", help="Chamber key (e.g. cci77), for --role staff.")
+@click.option("--firm-siret", help="SIRET of an existing firm, for --role firm.")
+@click.option("--name", default="", help="Full name (defaults to the email).")
+@click.option("--owner/--no-owner", default=False, help="Make the firm user an owner of the firm.")
+@pass_ctx
+def users_create(ctx: Context, email: str, password: str, role: str, chamber: str | None,
+                 firm_siret: str | None, name: str, owner: bool) -> None:
+    """Create an admin, a chamber's staff member, or a member of an existing firm."""
+    from tenderpool.accounts.services import create_user
+    from tenderpool.firms.models import Firm, FirmMembership
+    from tenderpool.firms.services import clean_siret
+
+    try:
+        with ctx.db.session_scope() as session:
+            firm = None
+            if role == "firm":
+                if not firm_siret:
+                    raise click.UsageError("--firm-siret is required with --role firm")
+                firm = session.scalar(select(Firm).where(Firm.siret == clean_siret(firm_siret)))
+                if firm is None:
+                    raise click.ClickException(f"no firm with SIRET {firm_siret}")
+            user = create_user(session, ctx.settings, email=email, password=password, full_name=name or email,
+                               role=role, chamber_slug=chamber)
+            if firm is not None:
+                session.add(FirmMembership(user_id=user.id, firm_id=firm.id, is_owner=owner))
+            click.echo(f"Compte créé : {user.email} ({user.role_label})")
+    except DomainError as exc:
+        raise click.ClickException(exc.message) from exc
+
+
+@users.command("set-password")
+@click.option("--email", required=True)
+@click.option("--password", required=True)
+@pass_ctx
+def users_set_password(ctx: Context, email: str, password: str) -> None:
+    """Set a new password for an account (its sessions are logged out)."""
+    from tenderpool.accounts.services import set_password
+
+    try:
+        with ctx.db.session_scope() as session:
+            set_password(session, ctx.settings, email=email, password=password)
+    except DomainError as exc:
+        raise click.ClickException(exc.message) from exc
+    click.echo(f"Mot de passe changé pour {email}.")
+
+
+# --- demo, run, serve -----------------------------------------------------------------------------
+
+
+@main.group()
+def demo() -> None:
+    """Demo data."""
+
+
+@demo.command("load")
+@click.option("--force", is_flag=True, help="Allow loading demo data in production.")
+@pass_ctx
+def demo_load(ctx: Context, force: bool) -> None:
+    """Load the demo chambers' staff, firms and users (idempotent)."""
+    _load_demo(ctx, force=force, quiet=False)
+
+
+def _load_demo(ctx: Context, *, force: bool, quiet: bool) -> list[Any]:
+    from tenderpool.demo import load_demo
+
+    if ctx.settings.is_production and not force:
+        raise click.ClickException("refusing to load demo accounts in production (use --force if you mean it)")
+    with ctx.db.session_scope() as session:
+        logins = load_demo(session, ctx.settings, now=dt.datetime.now(dt.UTC))
+    if not quiet:
+        click.echo(f"Données de démonstration chargées ({len(logins)} comptes).")
+    return logins
+
+
+@main.command()
+@click.option("--host", default=None, help="Address to listen on (server.host).")
+@click.option("--port", default=None, type=int, help="Port (server.port).")
+@click.option("--no-demo", is_flag=True, help="Do not load the demo data.")
+@pass_ctx
+def run(ctx: Context, host: str | None, port: int | None, no_demo: bool) -> None:
+    """Development: upgrade the database, load the demo data once, and serve the app."""
+    from tenderpool import migrate
+    from tenderpool.app import build_app
+
+    settings = ctx.settings
+    migrate.upgrade(ctx.db.engine)
+    logins = [] if no_demo or not settings.demo_load_on_run else _load_demo(ctx, force=False, quiet=True)
+    app = build_app(database=ctx.db)
+    host = host or settings.server_host
+    port = port or settings.server_port
+    click.echo(f"\nTenderPool — http://{host}:{port}/  (base : {_safe_url(ctx)})")
+    if logins:
+        click.echo(f"Comptes de démonstration (mot de passe : {settings.demo_password}) :")
+        for login in logins:
+            click.echo(f"  {login.email:<45} {login.label}")
+    click.echo("")
+    sys.stdout.flush()
+    app.run(host=host, port=port, debug=False, use_reloader=False, threaded=True)
+
+
+@main.command()
+@click.option("--host", default=None, help="Address to listen on (server.host).")
+@click.option("--port", default=None, type=int, help="Port (server.port).")
+@click.option("--workers", default=None, type=int, help="Worker processes (server.workers).")
+@pass_ctx
+def serve(ctx: Context, host: str | None, port: int | None, workers: int | None) -> None:
+    """Production: serve the app with gunicorn (run `tenderpool db upgrade` first)."""
+    from tenderpool.wsgi_server import serve as gunicorn_serve
+
+    settings = ctx.settings
+    gunicorn_serve(
+        host=host or settings.server_host,
+        port=port or settings.server_port,
+        workers=workers or settings.server_workers,
+    )
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

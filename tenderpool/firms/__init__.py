@@ -1,0 +1,1 @@
+"""Member firms: sign-up, approval by their chamber, colleagues."""

@@ -1,0 +1,7 @@
+"""Imports every domain's models so that the metadata is complete (Alembic, mappers)."""
+
+from tenderpool.accounts import models as accounts_models
+from tenderpool.db import Base
+from tenderpool.firms import models as firms_models
+
+__all__ = ["Base", "accounts_models", "firms_models"]
