@@ -51,7 +51,9 @@ def build_app(overrides: dict[str, Any] | None = None, *, database: Database | N
     )
     if settings.proxy_fix_hops:
         app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
-            app.wsgi_app, x_for=settings.proxy_fix_hops, x_proto=settings.proxy_fix_hops,
+            app.wsgi_app,
+            x_for=settings.proxy_fix_hops,
+            x_proto=settings.proxy_fix_hops,
             x_host=settings.proxy_fix_hops,
         )
     app.extensions["tenderpool.settings"] = settings
@@ -122,7 +124,8 @@ def _register_blueprints(app: Flask) -> None:
     app.register_blueprint(accounts_bp)
     app.register_blueprint(firms_bp)
     # Static files are public by nature.
-    app.view_functions["static"].tenderpool_access = Access.PUBLIC  # type: ignore[attr-defined]
+    static_view: Any = app.view_functions["static"]
+    static_view.tenderpool_access = Access.PUBLIC
 
 
 def _register_errors(app: Flask) -> None:
@@ -133,8 +136,9 @@ def _register_errors(app: Flask) -> None:
 
     @app.errorhandler(DomainError)
     def _domain(exc: DomainError) -> tuple[str, int]:
-        return render_template("errors/error.html", code=exc.status_code, title="Action impossible",
-                               message=exc.message), exc.status_code
+        return render_template(
+            "errors/error.html", code=exc.status_code, title="Action impossible", message=exc.message
+        ), exc.status_code
 
     @app.errorhandler(HTTPException)
     def _http(exc: HTTPException) -> tuple[str, int] | HTTPException:
@@ -163,4 +167,6 @@ def _check_access_declared(app: Flask) -> None:
     with app.app_context():
         missing = [endpoint for endpoint in app.view_functions if access_rule(endpoint) is None]
     if missing:
-        raise RuntimeError(f"views without an access rule (tenderpool.web.access): {', '.join(sorted(missing))}")
+        raise RuntimeError(
+            f"views without an access rule (tenderpool.web.access): {', '.join(sorted(missing))}"
+        )

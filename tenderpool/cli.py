@@ -36,6 +36,11 @@ class Context:
             self._db = Database(self.settings.database_url)
         return self._db
 
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.engine.dispose()
+            self._db = None
+
 
 pass_ctx = click.make_pass_decorator(Context, ensure=True)
 
@@ -48,7 +53,7 @@ def main(ctx: click.Context) -> None:
     Settings come from config/default.toml, the file named by TENDERPOOL_CONFIG
     and TENDERPOOL_* environment variables.
     """
-    ctx.ensure_object(Context)
+    ctx.call_on_close(ctx.ensure_object(Context).close)
 
 
 # --- database -----------------------------------------------------------------------------------
@@ -71,7 +76,9 @@ def db_upgrade(ctx: Context, revision: str) -> None:
 
 
 @db.command("downgrade")
-@click.option("--revision", default="-1", show_default=True, help="Target revision (-1 = one step back, base = empty).")
+@click.option(
+    "--revision", default="-1", show_default=True, help="Target revision (-1 = one step back, base = empty)."
+)
 @pass_ctx
 def db_downgrade(ctx: Context, revision: str) -> None:
     """Undo migrations down to REVISION."""
@@ -139,8 +146,16 @@ def users() -> None:
 @click.option("--name", default="", help="Full name (defaults to the email).")
 @click.option("--owner/--no-owner", default=False, help="Make the firm user an owner of the firm.")
 @pass_ctx
-def users_create(ctx: Context, email: str, password: str, role: str, chamber: str | None,
-                 firm_siret: str | None, name: str, owner: bool) -> None:
+def users_create(
+    ctx: Context,
+    email: str,
+    password: str,
+    role: str,
+    chamber: str | None,
+    firm_siret: str | None,
+    name: str,
+    owner: bool,
+) -> None:
     """Create an admin, a chamber's staff member, or a member of an existing firm."""
     from tenderpool.accounts.services import create_user
     from tenderpool.firms.models import Firm, FirmMembership
@@ -155,8 +170,15 @@ def users_create(ctx: Context, email: str, password: str, role: str, chamber: st
                 firm = session.scalar(select(Firm).where(Firm.siret == clean_siret(firm_siret)))
                 if firm is None:
                     raise click.ClickException(f"no firm with SIRET {firm_siret}")
-            user = create_user(session, ctx.settings, email=email, password=password, full_name=name or email,
-                               role=role, chamber_slug=chamber)
+            user = create_user(
+                session,
+                ctx.settings,
+                email=email,
+                password=password,
+                full_name=name or email,
+                role=role,
+                chamber_slug=chamber,
+            )
             if firm is not None:
                 session.add(FirmMembership(user_id=user.id, firm_id=firm.id, is_owner=owner))
             click.echo(f"Compte créé : {user.email} ({user.role_label})")
@@ -200,7 +222,9 @@ def _load_demo(ctx: Context, *, force: bool, quiet: bool) -> list[Any]:
     from tenderpool.demo import load_demo
 
     if ctx.settings.is_production and not force:
-        raise click.ClickException("refusing to load demo accounts in production (use --force if you mean it)")
+        raise click.ClickException(
+            "refusing to load demo accounts in production (use --force if you mean it)"
+        )
     with ctx.db.session_scope() as session:
         logins = load_demo(session, ctx.settings, now=dt.datetime.now(dt.UTC))
     if not quiet:

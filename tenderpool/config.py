@@ -149,7 +149,9 @@ def _coerce(name: str, text: str, default: Any) -> Any:
                 return value
             return [part.strip() for part in stripped.split(",") if part.strip()]
     except ValueError as exc:
-        raise ConfigError(f"environment variable {name}={text!r} is not a valid {type(default).__name__}") from exc
+        raise ConfigError(
+            f"environment variable {name}={text!r} is not a valid {type(default).__name__}"
+        ) from exc
     return text
 
 
@@ -217,20 +219,32 @@ def validate(tree: Mapping[str, Any]) -> Settings:
         ZoneInfo(str(app["timezone"]))
     except (ZoneInfoNotFoundError, ValueError):
         errors.append(f"app.timezone {app['timezone']!r} is not a known time zone")
-    _need(str(app["base_url"]).startswith(("http://", "https://")), "app.base_url must start with http(s)://", errors)
+    _need(
+        str(app["base_url"]).startswith(("http://", "https://")),
+        "app.base_url must start with http(s)://",
+        errors,
+    )
     _need(app["log_format"] in ("text", "json"), "app.log_format must be text or json", errors)
     _need(
         app["log_level"] in ("DEBUG", "INFO", "WARNING", "ERROR"),
         "app.log_level must be DEBUG, INFO, WARNING or ERROR",
         errors,
     )
-    _need(isinstance(app["proxy_fix_hops"], int) and app["proxy_fix_hops"] >= 0, "app.proxy_fix_hops >= 0", errors)
+    _need(
+        isinstance(app["proxy_fix_hops"], int) and app["proxy_fix_hops"] >= 0,
+        "app.proxy_fix_hops >= 0",
+        errors,
+    )
     _need(1 <= int(server["port"]) <= 65535, "server.port must be between 1 and 65535", errors)
     _need(int(server["workers"]) >= 1, "server.workers must be at least 1", errors)
     for key in ("login_max_failures", "login_window_minutes", "reset_link_minutes", "invitation_days"):
         _need(int(security[key]) >= 1, f"security.{key} must be at least 1", errors)
-    _need(int(security["password_min_length"]) >= 8, "security.password_min_length must be at least 8", errors)
-    _need(mail["security"] in MAIL_SECURITY, f"mail.security must be one of {', '.join(MAIL_SECURITY)}", errors)
+    _need(
+        int(security["password_min_length"]) >= 8, "security.password_min_length must be at least 8", errors
+    )
+    _need(
+        mail["security"] in MAIL_SECURITY, f"mail.security must be one of {', '.join(MAIL_SECURITY)}", errors
+    )
     _need(1 <= int(mail["port"]) <= 65535, "mail.port must be between 1 and 65535", errors)
     _need("@" in str(mail["sender"]), "mail.sender must be an email address", errors)
 
@@ -240,12 +254,16 @@ def validate(tree: Mapping[str, Any]) -> Settings:
         if not isinstance(table, Mapping):
             errors.append(f"chambers.{slug} must be a table")
             continue
-        _need(bool(_SLUG_RE.match(slug)), f"chamber key {slug!r} must be lower-case letters and digits", errors)
+        _need(
+            bool(_SLUG_RE.match(slug)), f"chamber key {slug!r} must be lower-case letters and digits", errors
+        )
         departments = tuple(str(d).strip().upper() for d in table.get("departments", []))
         _need(bool(table.get("name")), f"chambers.{slug}.name is required", errors)
         _need(bool(departments), f"chambers.{slug}.departments must list at least one département", errors)
         for dep in departments:
-            _need(bool(_DEPARTMENT_RE.match(dep)), f"chambers.{slug}: {dep!r} is not a département code", errors)
+            _need(
+                bool(_DEPARTMENT_RE.match(dep)), f"chambers.{slug}: {dep!r} is not a département code", errors
+            )
             if dep in seen_departments:
                 errors.append(f"département {dep} belongs to both {seen_departments[dep]} and {slug}")
             seen_departments[dep] = slug

@@ -32,18 +32,61 @@ class DemoFirm:
 
 
 DEMO_FIRMS = (
-    DemoFirm("81245673900018", "Bâtiments Briards SARL", "12 rue du Faubourg Saint-Nicolas", "77100", "Meaux",
-             "Claire Morel", "claire.morel@batiments-briards.example"),
-    DemoFirm("82390145900011", "Menuiserie du Gâtinais", "4 chemin des Prés", "77140", "Nemours",
-             "Julien Petit", "julien.petit@menuiserie-gatinais.example"),
-    DemoFirm("83571209200013", "Électricité de la Marne", "28 avenue de la Résistance", "77500", "Chelles",
-             "Nadia Benali", "nadia.benali@elec-marne.example", FirmStatus.PENDING),
-    DemoFirm("84012376400010", "Essonne Rénovation SAS", "3 boulevard de France", "91000", "Évry-Courcouronnes",
-             "Marc Lefèvre", "marc.lefevre@essonne-renovation.example"),
-    DemoFirm("85233418400011", "Paysages du Hurepoix", "17 route d'Étampes", "91290", "Arpajon",
-             "Sophie Garnier", "sophie.garnier@paysages-hurepoix.example"),
-    DemoFirm("86104597900015", "Numérique Saclay Services", "9 rue de la Noue", "91120", "Palaiseau",
-             "Thomas Nguyen", "thomas.nguyen@numerique-saclay.example"),
+    DemoFirm(
+        "81245673900018",
+        "Bâtiments Briards SARL",
+        "12 rue du Faubourg Saint-Nicolas",
+        "77100",
+        "Meaux",
+        "Claire Morel",
+        "claire.morel@batiments-briards.example",
+    ),
+    DemoFirm(
+        "82390145900011",
+        "Menuiserie du Gâtinais",
+        "4 chemin des Prés",
+        "77140",
+        "Nemours",
+        "Julien Petit",
+        "julien.petit@menuiserie-gatinais.example",
+    ),
+    DemoFirm(
+        "83571209200013",
+        "Électricité de la Marne",
+        "28 avenue de la Résistance",
+        "77500",
+        "Chelles",
+        "Nadia Benali",
+        "nadia.benali@elec-marne.example",
+        FirmStatus.PENDING,
+    ),
+    DemoFirm(
+        "84012376400010",
+        "Essonne Rénovation SAS",
+        "3 boulevard de France",
+        "91000",
+        "Évry-Courcouronnes",
+        "Marc Lefèvre",
+        "marc.lefevre@essonne-renovation.example",
+    ),
+    DemoFirm(
+        "85233418400011",
+        "Paysages du Hurepoix",
+        "17 route d'Étampes",
+        "91290",
+        "Arpajon",
+        "Sophie Garnier",
+        "sophie.garnier@paysages-hurepoix.example",
+    ),
+    DemoFirm(
+        "86104597900015",
+        "Numérique Saclay Services",
+        "9 rue de la Noue",
+        "91120",
+        "Palaiseau",
+        "Thomas Nguyen",
+        "thomas.nguyen@numerique-saclay.example",
+    ),
 )
 
 ADMIN_EMAIL = "admin@tenderpool.example"
@@ -68,8 +111,16 @@ def load_demo(session: Session, settings: Settings, *, now: dt.datetime) -> list
     def ensure_user(email: str, name: str, role: Role, chamber: str | None = None) -> User:
         user = session.scalar(select(User).where(User.email == email))
         if user is None:
-            user = create_user(session, settings, email=email, password=password, full_name=name, role=role,
-                               chamber_slug=chamber, check_policy=False)
+            user = create_user(
+                session,
+                settings,
+                email=email,
+                password=password,
+                full_name=name,
+                role=role,
+                chamber_slug=chamber,
+                check_policy=False,
+            )
         return user
 
     ensure_user(ADMIN_EMAIL, "Administrateur TenderPool", Role.ADMIN)
@@ -81,15 +132,22 @@ def load_demo(session: Session, settings: Settings, *, now: dt.datetime) -> list
 
     for demo in DEMO_FIRMS:
         department = department_of_postcode(demo.postcode)
-        chamber = settings.chamber_for_department(department)
-        if chamber is None:
+        home = settings.chamber_for_department(department)
+        if home is None:
             continue  # a deployment whose chambers do not cover this demo firm
         firm = session.scalar(select(Firm).where(Firm.siret == demo.siret))
         if firm is None:
             firm = Firm(
-                siret=demo.siret, siren=demo.siret[:9], name=demo.name, address=demo.address,
-                postcode=demo.postcode, city=demo.city, department=department, chamber_slug=chamber.slug,
-                status=demo.status.value, created_at=now,
+                siret=demo.siret,
+                siren=demo.siret[:9],
+                name=demo.name,
+                address=demo.address,
+                postcode=demo.postcode,
+                city=demo.city,
+                department=department,
+                chamber_slug=home.slug,
+                status=demo.status.value,
+                created_at=now,
                 decided_at=now if demo.status is FirmStatus.APPROVED else None,
             )
             session.add(firm)

@@ -50,4 +50,6 @@ def money_fr(value: int | float | Decimal | None, suffix: str = " € HT") -> st
 
 
 def register(app: Flask) -> None:
-    app.jinja_env.filters.update(date_fr=date_fr, datetime_fr=datetime_fr, money_fr=money_fr, number_fr=number_fr)
+    app.jinja_env.filters.update(
+        date_fr=date_fr, datetime_fr=datetime_fr, money_fr=money_fr, number_fr=number_fr
+    )

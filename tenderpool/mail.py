@@ -56,6 +56,8 @@ def compose(template: str, to: str | list[str], subject: str, **context: Any) ->
 
 def queue(session: Session, mail: OutgoingMail) -> None:
     """Send ``mail`` once ``session`` commits; drop it if the session rolls back."""
+    if not session.in_transaction():
+        session.begin()  # tie the message to a transaction, so that a rollback drops it
     session.info.setdefault(_QUEUE_KEY, []).append(mail)
 
 
@@ -98,7 +100,9 @@ class Mailer:
         s = self.settings
         smtp: smtplib.SMTP
         if s.security == "tls":
-            smtp = smtplib.SMTP_SSL(s.host, s.port, timeout=s.timeout_seconds, context=ssl.create_default_context())
+            smtp = smtplib.SMTP_SSL(
+                s.host, s.port, timeout=s.timeout_seconds, context=ssl.create_default_context()
+            )
         else:
             smtp = smtplib.SMTP(s.host, s.port, timeout=s.timeout_seconds)
         with smtp:

@@ -1,8 +1,11 @@
-"""Alembic driven from TenderPool's settings (no alembic.ini): upgrade, downgrade, current, check, revision."""
+"""Alembic driven from TenderPool's settings (no alembic.ini).
+
+upgrade, downgrade, current, check (like `alembic check`) and revision.
+"""
 
 from __future__ import annotations
 
-import io
+from typing import TextIO
 
 from alembic import command
 from alembic.autogenerate import compare_metadata
@@ -16,7 +19,7 @@ from tenderpool.resources import resource_dir
 FILE_TEMPLATE = "%%(year)d%%(month).2d%%(day).2d_%%(hour).2d%%(minute).2d_%%(rev)s_%%(slug)s"
 
 
-def alembic_config(engine: Engine, *, stdout: io.TextIOBase | None = None) -> Config:
+def alembic_config(engine: Engine, *, stdout: TextIO | None = None) -> Config:
     cfg = Config(stdout=stdout) if stdout is not None else Config()
     cfg.set_main_option("script_location", str(resource_dir("migrations")))
     cfg.set_main_option("file_template", FILE_TEMPLATE)

@@ -44,7 +44,8 @@ def access(rule: Access) -> Callable[[F], F]:
 
 def access_rule(endpoint: str) -> Access | None:
     view = current_app.view_functions.get(endpoint)
-    return getattr(view, "tenderpool_access", None)
+    rule = getattr(view, "tenderpool_access", None)
+    return None if rule is None else Access(rule)
 
 
 def settings() -> Settings:

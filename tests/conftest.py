@@ -29,7 +29,9 @@ from tenderpool import migrate
 from tenderpool.db import Database, make_engine
 
 BACKEND = os.environ.get("TENDERPOOL_TEST_DB", "sqlite")
-PG_ADMIN_URL = os.environ.get("TENDERPOOL_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+PG_ADMIN_URL = os.environ.get(
+    "TENDERPOOL_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+)
 PASSWORD = "motdepasse-2026"
 
 
@@ -117,12 +119,12 @@ class Seed:
 
 
 SEED_EMAILS = {
-    "admin": "admin@example.test",
-    "staff77": "staff77@example.test",
-    "staff91": "staff91@example.test",
-    "owner": "owner@example.test",
-    "member": "member@example.test",
-    "pending": "pending@example.test",
+    "admin": "admin@example.com",
+    "staff77": "staff77@example.com",
+    "staff91": "staff91@example.com",
+    "owner": "owner@example.com",
+    "member": "member@example.com",
+    "pending": "pending@example.com",
 }
 
 
@@ -135,15 +137,23 @@ def seed(test_db: TempDatabase, base_overrides: dict[str, Any]) -> Seed:
     settings = load_settings(environ={}, overrides=base_overrides)
     with Session(test_db.engine) as session:
         admin = factories.make_user(session, settings, email=SEED_EMAILS["admin"], role="admin")
-        staff77 = factories.make_user(session, settings, email=SEED_EMAILS["staff77"], role="staff", chamber_slug="cci77")
-        staff91 = factories.make_user(session, settings, email=SEED_EMAILS["staff91"], role="staff", chamber_slug="cci91")
-        firm, owner = factories.make_firm(session, settings, owner_email=SEED_EMAILS["owner"], postcode="77100")
+        staff77 = factories.make_user(
+            session, settings, email=SEED_EMAILS["staff77"], role="staff", chamber_slug="cci77"
+        )
+        staff91 = factories.make_user(
+            session, settings, email=SEED_EMAILS["staff91"], role="staff", chamber_slug="cci91"
+        )
+        firm, owner = factories.make_firm(
+            session, settings, owner_email=SEED_EMAILS["owner"], postcode="77100"
+        )
         member = factories.add_member(session, settings, firm, email=SEED_EMAILS["member"])
         pending_firm, pending = factories.make_firm(
             session, settings, owner_email=SEED_EMAILS["pending"], postcode="91000", status="pending"
         )
         session.commit()
-        return Seed(admin.id, staff77.id, staff91.id, owner.id, member.id, pending.id, firm.id, pending_firm.id)
+        return Seed(
+            admin.id, staff77.id, staff91.id, owner.id, member.id, pending.id, firm.id, pending_firm.id
+        )
 
 
 @pytest.fixture
@@ -160,7 +170,9 @@ def connection(test_db: TempDatabase, seed: Seed) -> Iterator[Connection]:
 def database(test_db: TempDatabase, connection: Connection) -> Database:
     """A Database whose sessions live inside the test's transaction (their commits are savepoints)."""
     db = Database(test_db.url, engine=test_db.engine)
-    db.session_factory = sessionmaker(bind=connection, join_transaction_mode="create_savepoint", expire_on_commit=False)
+    db.session_factory = sessionmaker(
+        bind=connection, join_transaction_mode="create_savepoint", expire_on_commit=False
+    )
     return db
 
 
@@ -185,8 +197,10 @@ def app(overrides: dict[str, Any], database: Database) -> Flask:
 
 
 @pytest.fixture
-def settings(app: Flask) -> Any:
-    return app.extensions["tenderpool.settings"]
+def settings(app: Flask) -> Iterator[Any]:
+    """The app's settings, inside an app context (services render emails with the app's templates)."""
+    with app.app_context():
+        yield app.extensions["tenderpool.settings"]
 
 
 @pytest.fixture
@@ -241,3 +255,10 @@ def outbox(overrides: dict[str, Any]) -> Any:
 def body_text(message: Any) -> str:
     part = message.get_body(preferencelist=("plain",))
     return str(part.get_content()) if part is not None else ""
+
+
+def text_of(response: Any) -> str:
+    """A response's HTML with entities decoded, to look for French messages (l'apostrophe is &#39;)."""
+    import html
+
+    return html.unescape(response.get_data(as_text=True))

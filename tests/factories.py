@@ -26,22 +26,51 @@ def valid_siret(seed: int | None = None) -> str:
     return head + luhn.calc_check_digit(head)
 
 
-def make_user(session: Session, settings: Any, *, email: str | None = None, role: str = "firm",
-              chamber_slug: str | None = None, password: str = PASSWORD, full_name: str | None = None) -> User:
-    email = email or f"user{next(_counter)}@example.test"
-    return create_user(session, settings, email=email, password=password, full_name=full_name or email.split("@")[0],
-                       role=role, chamber_slug=chamber_slug)
+def make_user(
+    session: Session,
+    settings: Any,
+    *,
+    email: str | None = None,
+    role: str = "firm",
+    chamber_slug: str | None = None,
+    password: str = PASSWORD,
+    full_name: str | None = None,
+) -> User:
+    email = email or f"user{next(_counter)}@example.com"
+    return create_user(
+        session,
+        settings,
+        email=email,
+        password=password,
+        full_name=full_name or email.split("@")[0],
+        role=role,
+        chamber_slug=chamber_slug,
+    )
 
 
-def make_firm(session: Session, settings: Any, *, owner_email: str | None = None, postcode: str = "77100",
-              status: str = "approved", name: str | None = None, siret: str | None = None) -> tuple[Firm, User]:
+def make_firm(
+    session: Session,
+    settings: Any,
+    *,
+    owner_email: str | None = None,
+    postcode: str = "77100",
+    status: str = "approved",
+    name: str | None = None,
+    siret: str | None = None,
+) -> tuple[Firm, User]:
     department = department_of_postcode(postcode)
     chamber = settings.chamber_for_department(department)
     owner = make_user(session, settings, email=owner_email)
     firm = Firm(
-        siret=siret or valid_siret(), siren="", name=name or f"Entreprise {owner.email}", address="1 rue de la Gare",
-        postcode=postcode, city="Meaux" if department == "77" else "Évry", department=department,
-        chamber_slug=chamber.slug, status=status,
+        siret=siret or valid_siret(),
+        siren="",
+        name=name or f"Entreprise {owner.email}",
+        address="1 rue de la Gare",
+        postcode=postcode,
+        city="Meaux" if department == "77" else "Évry",
+        department=department,
+        chamber_slug=chamber.slug,
+        status=status,
     )
     firm.siren = firm.siret[:9]
     session.add(firm)

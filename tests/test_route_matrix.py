@@ -15,7 +15,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy.orm import Session
 
-from tests.conftest import Seed, csrf_token, login_as
+from tests.conftest import Seed, csrf_token, login_as, text_of
 
 ROLES = ("anonymous", "pending", "member", "owner", "staff77", "staff91", "admin")
 ROLE_USER = {
@@ -70,8 +70,10 @@ ROUTES: dict[str, Case] = {
     "firms.pending": Case("GET", "/entreprise/en-attente", {**logged_in(302), "pending": 200}),
     "firms.my_firm": Case("GET", "/entreprise", only({"member": 200, "owner": 200, **FIRM_PENDING_REDIRECT})),
     "firms.invite": Case(
-        "POST", "/entreprise/inviter", only({"owner": 302, **FIRM_PENDING_REDIRECT}),
-        data={"email": "nouveau.collegue@example.test"},
+        "POST",
+        "/entreprise/inviter",
+        only({"owner": 302, **FIRM_PENDING_REDIRECT}),
+        data={"email": "nouveau.collegue@example.com"},
     ),
     "firms.revoke_invitation": Case(
         "POST", "/entreprise/invitations/999999/retirer", only({"owner": 404, **FIRM_PENDING_REDIRECT})
@@ -80,11 +82,15 @@ ROUTES: dict[str, Case] = {
     "firms.approval_queue": Case("GET", "/equipe/entreprises", only(STAFF_OK)),
     # The pending firm is in 91: staff of 77 cannot see it at all.
     "firms.approve": Case(
-        "POST", "/equipe/entreprises/{pending_firm_id}/valider", only({"staff77": 404, "staff91": 302, "admin": 302})
+        "POST",
+        "/equipe/entreprises/{pending_firm_id}/valider",
+        only({"staff77": 404, "staff91": 302, "admin": 302}),
     ),
     "firms.refuse": Case(
-        "POST", "/equipe/entreprises/{pending_firm_id}/refuser",
-        only({"staff77": 404, "staff91": 302, "admin": 302}), data={"reason": "SIRET fermé au répertoire Sirene"},
+        "POST",
+        "/equipe/entreprises/{pending_firm_id}/refuser",
+        only({"staff77": 404, "staff91": 302, "admin": 302}),
+        data={"reason": "SIRET fermé au répertoire Sirene"},
     ),
 }
 
@@ -120,14 +126,14 @@ def test_route_role(endpoint: str, role: str, client: FlaskClient, session: Sess
     )
 
 
-@pytest.mark.parametrize(
-    "endpoint", sorted(e for e, c in ROUTES.items() if c.method == "POST")
-)
-def test_post_without_csrf_token_is_refused(endpoint: str, client: FlaskClient, session: Session, seed: Seed) -> None:
+@pytest.mark.parametrize("endpoint", sorted(e for e, c in ROUTES.items() if c.method == "POST"))
+def test_post_without_csrf_token_is_refused(
+    endpoint: str, client: FlaskClient, session: Session, seed: Seed
+) -> None:
     """Every state-changing route refuses a POST without a CSRF token, whatever the role."""
     case = ROUTES[endpoint]
     allowed = [r for r in ROLES if case.expect[r] not in (403, 404) and r != "anonymous"] or ["admin"]
     login_as(client, session, getattr(seed, ROLE_USER[allowed[-1]]))
     response = client.post(_fill(case.path, seed), data=case.data or {})
     assert response.status_code == 400
-    assert "formulaire a expiré" in response.get_data(as_text=True)
+    assert "formulaire a expiré" in text_of(response)

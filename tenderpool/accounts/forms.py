@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 from flask_wtf import FlaskForm
-from wtforms import BooleanField, EmailField, PasswordField, SelectChoice, SelectField, StringField, TextAreaField
+from wtforms import (
+    BooleanField,
+    EmailField,
+    PasswordField,
+    SelectChoice,
+    SelectField,
+    TextAreaField,
+)
 from wtforms.validators import DataRequired, Email, EqualTo, Length, Optional
 
 REQUIRED = "Ce champ est obligatoire."
@@ -26,7 +33,10 @@ class NewPasswordMixin:
     password = PasswordField("Nouveau mot de passe", validators=[DataRequired(REQUIRED), Length(max=200)])
     confirm = PasswordField(
         "Confirmez le mot de passe",
-        validators=[DataRequired(REQUIRED), EqualTo("password", "Les deux mots de passe ne correspondent pas.")],
+        validators=[
+            DataRequired(REQUIRED),
+            EqualTo("password", "Les deux mots de passe ne correspondent pas."),
+        ],
     )
 
 
@@ -39,7 +49,10 @@ class ChangePasswordForm(FlaskForm):
     new_password = PasswordField("Nouveau mot de passe", validators=[DataRequired(REQUIRED), Length(max=200)])
     confirm = PasswordField(
         "Confirmez le nouveau mot de passe",
-        validators=[DataRequired(REQUIRED), EqualTo("new_password", "Les deux mots de passe ne correspondent pas.")],
+        validators=[
+            DataRequired(REQUIRED),
+            EqualTo("new_password", "Les deux mots de passe ne correspondent pas."),
+        ],
     )
 
 
@@ -56,5 +69,3 @@ class EmptyForm(FlaskForm):
 
 class NoteForm(FlaskForm):
     note = TextAreaField("Motif", validators=[Length(max=2000)])
-
-

@@ -37,11 +37,13 @@ def check_password_policy(password: str, security: SecuritySettings) -> None:
     """Refuse weak passwords with a French message."""
     if len(password) < security.password_min_length:
         raise ValidationError(
-            f"Le mot de passe doit contenir au moins {security.password_min_length} caractères.", field="password"
+            f"Le mot de passe doit contenir au moins {security.password_min_length} caractères.",
+            field="password",
         )
     if password.isdigit() or password.isalpha() or len(set(password)) < 4:
         raise ValidationError(
-            "Choisissez un mot de passe moins prévisible : mêlez lettres, chiffres ou signes.", field="password"
+            "Choisissez un mot de passe moins prévisible : mêlez lettres, chiffres ou signes.",
+            field="password",
         )
 
 
@@ -97,7 +99,9 @@ def create_user(
         raise ValidationError("Adresse e-mail invalide.", field="email")
     if role is Role.STAFF:
         if chamber_slug is None:
-            raise ValidationError("Un membre de l'équipe d'une CCI doit être rattaché à une chambre.", field="chamber")
+            raise ValidationError(
+                "Un membre de l'équipe d'une CCI doit être rattaché à une chambre.", field="chamber"
+            )
         try:
             settings.chamber(chamber_slug)
         except KeyError:
@@ -157,8 +161,8 @@ def authenticate(
     if login_is_throttled(session, email, ip, now=now, security=security):
         record_audit(session, "login_throttled", ip=ip, detail={"email": email}, now=now)
         raise Throttled(
-            f"Trop de tentatives de connexion. Par sécurité, réessayez dans {security.login_window_minutes} minutes "
-            "ou réinitialisez votre mot de passe."
+            "Trop de tentatives de connexion. Par sécurité, réessayez dans "
+            f"{security.login_window_minutes} minutes ou réinitialisez votre mot de passe."
         )
     user = get_user_by_email(session, email)
     ok = check_password_hash(user.password_hash if user else _DUMMY_HASH, password) and user is not None
@@ -194,15 +198,21 @@ def request_password_reset(
 
     user = get_user_by_email(session, email)
     if user is None or not user.is_active:
-        record_audit(session, "password_reset_unknown", ip=ip, detail={"email": normalise_email(email)}, now=now)
+        record_audit(
+            session, "password_reset_unknown", ip=ip, detail={"email": normalise_email(email)}, now=now
+        )
         return None
     jti = secrets.token_urlsafe(24)
     minutes = settings.security.reset_link_minutes
     session.add(
-        PasswordResetToken(jti=jti, user_id=user.id, created_at=now, expires_at=now + dt.timedelta(minutes=minutes))
+        PasswordResetToken(
+            jti=jti, user_id=user.id, created_at=now, expires_at=now + dt.timedelta(minutes=minutes)
+        )
     )
     token = _reset_serializer(settings).dumps({"u": user.id, "j": jti})
-    record_audit(session, "password_reset_requested", actor=user, target_type="user", target_id=user.id, ip=ip, now=now)
+    record_audit(
+        session, "password_reset_requested", actor=user, target_type="user", target_id=user.id, ip=ip, now=now
+    )
     mail.queue(
         session,
         mail.compose(
@@ -218,7 +228,9 @@ def request_password_reset(
     return str(token)
 
 
-def check_reset_token(session: Session, settings: Settings, token: str, *, now: dt.datetime) -> PasswordResetToken:
+def check_reset_token(
+    session: Session, settings: Settings, token: str, *, now: dt.datetime
+) -> PasswordResetToken:
     """Return the live token row, or raise InvalidToken (tampered, unknown, expired or used)."""
     try:
         data = _reset_serializer(settings).loads(token)
@@ -249,7 +261,9 @@ def reset_password(
     _set_password(user, new_password)
     # Spend every other outstanding link of this account too.
     for other in session.scalars(
-        select(PasswordResetToken).where(PasswordResetToken.user_id == user.id, PasswordResetToken.used_at.is_(None))
+        select(PasswordResetToken).where(
+            PasswordResetToken.user_id == user.id, PasswordResetToken.used_at.is_(None)
+        )
     ):
         other.used_at = now
     record_audit(session, "password_reset", actor=user, target_type="user", target_id=user.id, ip=ip, now=now)
@@ -268,10 +282,14 @@ def change_password(
     if not check_password_hash(user.password_hash, current):
         raise ValidationError("Le mot de passe actuel est incorrect.", field="current_password")
     if current == new:
-        raise ValidationError("Le nouveau mot de passe doit être différent de l'actuel.", field="new_password")
+        raise ValidationError(
+            "Le nouveau mot de passe doit être différent de l'actuel.", field="new_password"
+        )
     check_password_policy(new, settings.security)
     _set_password(user, new)
-    record_audit(session, "password_changed", actor=user, target_type="user", target_id=user.id, ip=ip, now=now)
+    record_audit(
+        session, "password_changed", actor=user, target_type="user", target_id=user.id, ip=ip, now=now
+    )
     session.flush()
 
 

@@ -7,8 +7,8 @@ import datetime as dt
 from flask import Blueprint, abort, flash, redirect, render_template, request, session, url_for
 from flask_login import current_user, login_user, logout_user
 from sqlalchemy import func, select
-from wtforms import SelectChoice
 from werkzeug.wrappers import Response
+from wtforms import SelectChoice
 
 from tenderpool.accounts import services
 from tenderpool.accounts.forms import (
@@ -40,8 +40,12 @@ def login() -> str | Response | tuple[str, int]:
         db = db_session()
         try:
             user = services.authenticate(
-                db, settings(), email=form.email.data or "", password=form.password.data or "",
-                ip=client_ip(), now=_now(),
+                db,
+                settings(),
+                email=form.email.data or "",
+                password=form.password.data or "",
+                ip=client_ip(),
+                now=_now(),
             )
         except Throttled as exc:
             db.commit()  # keep the audit line
@@ -55,8 +59,11 @@ def login() -> str | Response | tuple[str, int]:
             db.commit()
             next_url = safe_next(request.args.get("next"), url_for("main.home"))
             session.clear()  # a fresh session at login: no fixation
-            login_user(user, remember=bool(form.remember.data),
-                       duration=dt.timedelta(days=settings().security.remember_days))
+            login_user(
+                user,
+                remember=bool(form.remember.data),
+                duration=dt.timedelta(days=settings().security.remember_days),
+            )
             flash(f"Bienvenue, {user.full_name}.", "success")
             return redirect(next_url)
     elif request.method == "POST":
@@ -82,7 +89,9 @@ def forgot_password() -> str | Response:
     form = ForgotPasswordForm()
     if form.validate_on_submit():
         db = db_session()
-        services.request_password_reset(db, settings(), email=form.email.data or "", ip=client_ip(), now=_now())
+        services.request_password_reset(
+            db, settings(), email=form.email.data or "", ip=client_ip(), now=_now()
+        )
         db.commit()
         # The same answer whether or not the address has an account.
         flash(
@@ -134,8 +143,13 @@ def change_password() -> str | Response:
         db = db_session()
         try:
             services.change_password(
-                db, settings(), current_user, current=form.current_password.data or "",
-                new=form.new_password.data or "", ip=client_ip(), now=_now(),
+                db,
+                settings(),
+                current_user,
+                current=form.current_password.data or "",
+                new=form.new_password.data or "",
+                ip=client_ip(),
+                now=_now(),
             )
         except DomainError as exc:
             db.rollback()
@@ -158,7 +172,9 @@ def users() -> str:
     query = select(User).order_by(User.role, User.email)
     q = (request.args.get("q") or "").strip()
     if q:
-        query = query.where(func.lower(User.email).contains(q.lower()) | func.lower(User.full_name).contains(q.lower()))
+        query = query.where(
+            func.lower(User.email).contains(q.lower()) | func.lower(User.full_name).contains(q.lower())
+        )
     page = paginate(db, query, request.args.get("page"))
     return render_template("accounts/users.html", page=page, q=q)
 
@@ -171,12 +187,20 @@ def user_detail(user_id: int) -> str | Response:
     if user is None:
         abort(404)
     form = RoleForm(obj=None, role=user.role, chamber=user.chamber_slug)
-    form.chamber.choices = [SelectChoice("", "—")] + [SelectChoice(c.slug, c.name) for c in settings().chambers]
+    form.chamber.choices = [SelectChoice("", "—")] + [
+        SelectChoice(c.slug, c.name) for c in settings().chambers
+    ]
     if form.validate_on_submit():
         try:
             services.change_role(
-                db, settings(), user, role=form.role.data or "", chamber_slug=form.chamber.data or None,
-                by=current_user, ip=client_ip(), now=_now(),
+                db,
+                settings(),
+                user,
+                role=form.role.data or "",
+                chamber_slug=form.chamber.data or None,
+                by=current_user,
+                ip=client_ip(),
+                now=_now(),
             )
         except DomainError as exc:
             db.rollback()
@@ -187,7 +211,10 @@ def user_detail(user_id: int) -> str | Response:
             return redirect(url_for("accounts.user_detail", user_id=user.id))
     events = db.scalars(
         select(AuditEvent)
-        .where((AuditEvent.actor_id == user.id) | ((AuditEvent.target_type == "user") & (AuditEvent.target_id == str(user.id))))
+        .where(
+            (AuditEvent.actor_id == user.id)
+            | ((AuditEvent.target_type == "user") & (AuditEvent.target_id == str(user.id)))
+        )
         .order_by(AuditEvent.at.desc())
         .limit(20)
     ).all()

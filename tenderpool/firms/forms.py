@@ -26,7 +26,10 @@ class SignupForm(FlaskForm):
     password = PasswordField("Mot de passe", validators=[DataRequired(REQUIRED), Length(max=200)])
     confirm = PasswordField(
         "Confirmez le mot de passe",
-        validators=[DataRequired(REQUIRED), EqualTo("password", "Les deux mots de passe ne correspondent pas.")],
+        validators=[
+            DataRequired(REQUIRED),
+            EqualTo("password", "Les deux mots de passe ne correspondent pas."),
+        ],
     )
 
 

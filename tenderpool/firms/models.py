@@ -19,7 +19,9 @@ class FirmStatus(enum.StrEnum):
 
     @property
     def label(self) -> str:
-        return {"pending": "En attente de validation", "approved": "Validée", "refused": "Refusée"}[self.value]
+        return {"pending": "En attente de validation", "approved": "Validée", "refused": "Refusée"}[
+            self.value
+        ]
 
 
 class Firm(Base):
@@ -41,7 +43,9 @@ class Firm(Base):
     decided_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 
-    memberships: Mapped[list[FirmMembership]] = relationship(back_populates="firm", cascade="all, delete-orphan")
+    memberships: Mapped[list[FirmMembership]] = relationship(
+        back_populates="firm", cascade="all, delete-orphan"
+    )
 
     @property
     def is_approved(self) -> bool:

@@ -52,7 +52,9 @@ def department_of_postcode(postcode: str) -> str:
 def membership_of(session: Session, user: User) -> FirmMembership | None:
     """The firm membership of a firm account (None for staff and admins)."""
     return session.scalar(
-        select(FirmMembership).options(selectinload(FirmMembership.firm)).where(FirmMembership.user_id == user.id)
+        select(FirmMembership)
+        .options(selectinload(FirmMembership.firm))
+        .where(FirmMembership.user_id == user.id)
     )
 
 
@@ -87,9 +89,12 @@ def register_firm(
         raise ValidationError("La raison sociale, l'adresse et la commune sont obligatoires.")
     if session.scalar(select(Firm.id).where(Firm.siret == siret)) is not None:
         raise Conflict(
-            "Cette entreprise (SIRET) est déjà inscrite. Demandez à son responsable de vous inviter.", field="siret"
+            "Cette entreprise (SIRET) est déjà inscrite. Demandez à son responsable de vous inviter.",
+            field="siret",
         )
-    owner = create_user(session, settings, email=email, password=password, full_name=full_name, role=Role.FIRM)
+    owner = create_user(
+        session, settings, email=email, password=password, full_name=full_name, role=Role.FIRM
+    )
     firm = Firm(
         siret=siret,
         siren=siret[:9],
@@ -125,7 +130,9 @@ def pending_firms(session: Session, staff: User) -> list[Firm]:
     query = select(Firm).where(Firm.status == FirmStatus.PENDING.value).order_by(Firm.created_at)
     if not staff.is_admin:
         query = query.where(Firm.chamber_slug == staff.chamber_slug)
-    return list(session.scalars(query.options(selectinload(Firm.memberships).selectinload(FirmMembership.user))))
+    return list(
+        session.scalars(query.options(selectinload(Firm.memberships).selectinload(FirmMembership.user)))
+    )
 
 
 def get_firm_for_staff(session: Session, staff: User, firm_id: int) -> Firm:
@@ -157,14 +164,19 @@ def approve_firm(session: Session, firm: Firm, *, by: User, ip: str | None, now:
         mail.queue(
             session,
             mail.compose(
-                "firm_approved", owner.email, "Votre entreprise est validée sur TenderPool",
-                firm=firm, link=external_url("main.home"),
+                "firm_approved",
+                owner.email,
+                "Votre entreprise est validée sur TenderPool",
+                firm=firm,
+                link=external_url("main.home"),
             ),
         )
     session.flush()
 
 
-def refuse_firm(session: Session, firm: Firm, *, by: User, reason: str, ip: str | None, now: dt.datetime) -> None:
+def refuse_firm(
+    session: Session, firm: Firm, *, by: User, reason: str, ip: str | None, now: dt.datetime
+) -> None:
     """Refuse a pending firm with a reason, which its owners receive by email."""
     if not _staff_can_decide(by, firm):
         raise Forbidden("Seule l'équipe de la chambre de cette entreprise peut la refuser.")
@@ -177,11 +189,15 @@ def refuse_firm(session: Session, firm: Firm, *, by: User, reason: str, ip: str 
     firm.status_reason = reason
     firm.decided_at = now
     firm.decided_by_id = by.id
-    record_audit(session, "firm_refused", actor=by, target_type="firm", target_id=firm.id, ip=ip, note=reason, now=now)
+    record_audit(
+        session, "firm_refused", actor=by, target_type="firm", target_id=firm.id, ip=ip, note=reason, now=now
+    )
     for owner in _owners(firm):
         mail.queue(
             session,
-            mail.compose("firm_refused", owner.email, "Votre inscription à TenderPool", firm=firm, reason=reason),
+            mail.compose(
+                "firm_refused", owner.email, "Votre inscription à TenderPool", firm=firm, reason=reason
+            ),
         )
     session.flush()
 
@@ -213,7 +229,13 @@ def open_invitations(session: Session, firm: Firm, *, now: dt.datetime) -> list[
 
 
 def invite_colleague(
-    session: Session, settings: Settings, membership: FirmMembership, *, email: str, ip: str | None, now: dt.datetime
+    session: Session,
+    settings: Settings,
+    membership: FirmMembership,
+    *,
+    email: str,
+    ip: str | None,
+    now: dt.datetime,
 ) -> FirmInvitation:
     """The owner invites a colleague by email; the link lets them create their account in the firm."""
     from tenderpool.web import external_url
@@ -247,14 +269,24 @@ def invite_colleague(
     session.add(invitation)
     session.flush()
     record_audit(
-        session, "firm_colleague_invited", actor=membership.user, target_type="firm",
-        target_id=membership.firm_id, ip=ip, detail={"email": email}, now=now,
+        session,
+        "firm_colleague_invited",
+        actor=membership.user,
+        target_type="firm",
+        target_id=membership.firm_id,
+        ip=ip,
+        detail={"email": email},
+        now=now,
     )
     mail.queue(
         session,
         mail.compose(
-            "firm_invitation", email, f"{membership.user.full_name} vous invite sur TenderPool",
-            firm=membership.firm, inviter=membership.user, link=external_url("firms.accept_invitation", token=invitation.jti),
+            "firm_invitation",
+            email,
+            f"{membership.user.full_name} vous invite sur TenderPool",
+            firm=membership.firm,
+            inviter=membership.user,
+            link=external_url("firms.accept_invitation", token=invitation.jti),
             days=settings.security.invitation_days,
         ),
     )
@@ -290,8 +322,15 @@ def accept_invitation(
     )
     session.add(FirmMembership(user_id=user.id, firm_id=invitation.firm_id, is_owner=False, created_at=now))
     invitation.accepted_at = now
-    record_audit(session, "firm_colleague_joined", actor=user, target_type="firm", target_id=invitation.firm_id,
-                 ip=ip, now=now)
+    record_audit(
+        session,
+        "firm_colleague_joined",
+        actor=user,
+        target_type="firm",
+        target_id=invitation.firm_id,
+        ip=ip,
+        now=now,
+    )
     session.flush()
     return user
 
@@ -306,6 +345,14 @@ def revoke_invitation(
     if not membership.is_owner:
         raise Forbidden("Seul le responsable de l'entreprise peut retirer une invitation.")
     invitation.revoked_at = now
-    record_audit(session, "firm_invitation_revoked", actor=membership.user, target_type="firm",
-                 target_id=membership.firm_id, ip=ip, detail={"email": invitation.email}, now=now)
+    record_audit(
+        session,
+        "firm_invitation_revoked",
+        actor=membership.user,
+        target_type="firm",
+        target_id=membership.firm_id,
+        ip=ip,
+        detail={"email": invitation.email},
+        now=now,
+    )
     session.flush()

@@ -38,10 +38,18 @@ def signup() -> str | Response | tuple[str, int]:
         db = db_session()
         try:
             firm = services.register_firm(
-                db, settings(), siret=form.siret.data or "", name=form.name.data or "",
-                address=form.address.data or "", postcode=form.postcode.data or "", city=form.city.data or "",
-                full_name=form.full_name.data or "", email=form.email.data or "",
-                password=form.password.data or "", ip=client_ip(), now=_now(),
+                db,
+                settings(),
+                siret=form.siret.data or "",
+                name=form.name.data or "",
+                address=form.address.data or "",
+                postcode=form.postcode.data or "",
+                city=form.city.data or "",
+                full_name=form.full_name.data or "",
+                email=form.email.data or "",
+                password=form.password.data or "",
+                ip=client_ip(),
+                now=_now(),
             )
         except DomainError as exc:
             db.rollback()
@@ -92,8 +100,9 @@ def invite() -> Response | tuple[str, int]:
     db = db_session()
     if form.validate_on_submit():
         try:
-            services.invite_colleague(db, settings(), g.membership, email=form.email.data or "",
-                                      ip=client_ip(), now=_now())
+            services.invite_colleague(
+                db, settings(), g.membership, email=form.email.data or "", ip=client_ip(), now=_now()
+            )
         except DomainError as exc:
             db.rollback()
             flash(exc.message, "error")
@@ -138,8 +147,13 @@ def accept_invitation(token: str) -> str | Response | tuple[str, int]:
     if form.validate_on_submit():
         try:
             user = services.accept_invitation(
-                db, settings(), token=token, full_name=form.full_name.data or "",
-                password=form.password.data or "", ip=client_ip(), now=_now(),
+                db,
+                settings(),
+                token=token,
+                full_name=form.full_name.data or "",
+                password=form.password.data or "",
+                ip=client_ip(),
+                now=_now(),
             )
         except DomainError as exc:
             db.rollback()
@@ -199,7 +213,9 @@ def refuse(firm_id: int) -> Response:
         flash("Indiquez le motif du refus (5 caractères au moins).", "error")
         return redirect(url_for("firms.approval_queue"))
     try:
-        services.refuse_firm(db, firm, by=current_user, reason=form.reason.data or "", ip=client_ip(), now=_now())
+        services.refuse_firm(
+            db, firm, by=current_user, reason=form.reason.data or "", ip=client_ip(), now=_now()
+        )
     except DomainError as exc:
         db.rollback()
         flash(exc.message, "error")

@@ -1,0 +1,46 @@
+# TenderPool — `make run` starts the service with demo data, `make test` runs the whole suite.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+# auto: run the PostgreSQL pass when a server answers (starting the local cluster if needed);
+# required: a missing server fails the run (CI); skip: SQLite only.
+TENDERPOOL_TEST_POSTGRES ?= auto
+export TENDERPOOL_TEST_POSTGRES
+
+.PHONY: install run test test-sqlite test-postgres lint clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: $(STAMP)
+	$(VENV)/bin/tenderpool run
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check tenderpool scrapers
+	$(VENV)/bin/mypy
+
+test-sqlite: $(STAMP)
+	TENDERPOOL_TEST_DB=sqlite $(PY) -m pytest -q
+
+test-postgres: $(STAMP)
+	@if .ci/postgres.sh; then \
+		TENDERPOOL_TEST_DB=postgres $(PY) -m pytest -q; \
+	elif [ "$(TENDERPOOL_TEST_POSTGRES)" = "required" ]; then \
+		echo "PostgreSQL is required (TENDERPOOL_TEST_POSTGRES=required) but 127.0.0.1:5432 does not answer" >&2; exit 1; \
+	elif [ "$(TENDERPOOL_TEST_POSTGRES)" = "skip" ]; then \
+		echo "PostgreSQL pass skipped (TENDERPOOL_TEST_POSTGRES=skip)"; \
+	else \
+		echo "WARNING: no PostgreSQL on 127.0.0.1:5432: the PostgreSQL pass did NOT run" >&2; \
+	fi
+
+test: lint test-sqlite test-postgres
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache
