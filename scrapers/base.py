@@ -153,7 +153,8 @@ class FetchError(ScraperError):
         super().__init__(message)
         self.status = status
         self.url = url
-        self.code = code  # the source's error code when it gives one ("EXPIRED_ITERATION_TOKEN", "ODSQLError")
+        # the source's own error code when it gives one ("EXPIRED_ITERATION_TOKEN", "ODSQLError")
+        self.code = code
 
 
 class QueryError(FetchError):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import sys
+from pathlib import Path
 from typing import Any
 
 import click
@@ -200,6 +201,186 @@ def users_set_password(ctx: Context, email: str, password: str) -> None:
     except DomainError as exc:
         raise click.ClickException(exc.message) from exc
     click.echo(f"Mot de passe changé pour {email}.")
+
+
+# --- notices --------------------------------------------------------------------------------------
+
+
+def _print_stats(stats: Any, *, label: str = "") -> None:
+    from tenderpool.notices.ingest import IngestStats
+
+    if not isinstance(stats, IngestStats):
+        raise TypeError(stats)
+    counts = stats.as_dict()
+    names = {
+        "read": "lus",
+        "created": "créés",
+        "updated": "mis à jour",
+        "linked": "rattachés",
+        "unchanged": "inchangés",
+        "waiting": "en attente de leur avis initial",
+        "rejected": "rejetés",
+    }
+    click.echo((label + " " if label else "") + ", ".join(f"{names[k]} : {v}" for k, v in counts.items()))
+    for ref, reason in stats.rejections:
+        click.echo(f"  rejeté {ref} : {reason}")
+
+
+@main.command("import")
+@click.option(
+    "--source",
+    type=click.Choice(["auto", "boamp", "ted", "eforms", "boamp-xml"]),
+    default="auto",
+    show_default=True,
+    help="Format of the files (auto: recognised by content).",
+)
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@pass_ctx
+def import_(ctx: Context, source: str, paths: tuple[Path, ...]) -> None:
+    """Ingest saved API responses and notice files (BOAMP, TED, eForms XML, legacy BOAMP XML).
+
+    Prints read, created, updated, linked, unchanged and rejected (with reasons).
+    Exit status 0 when the run completed, whatever was rejected; 2 when nothing
+    could be read (bad paths or unknown formats).
+    """
+    from scrapers.files import ImportFileError
+    from tenderpool.notices.ingest import IngestStats
+    from tenderpool.notices.services import import_file
+
+    total = IngestStats()
+    readable = 0
+    for path in paths:
+        try:
+            with ctx.db.session_scope() as session:
+                stats = import_file(session, path, source=source, now=dt.datetime.now(dt.UTC))
+        except (ImportFileError, OSError, ValueError) as exc:
+            click.echo(f"{path} : illisible ({exc})", err=True)
+            continue
+        readable += 1
+        total.add(stats)
+        if len(paths) > 1:
+            _print_stats(stats, label=f"{path} :")
+    _print_stats(total, label="Total :" if len(paths) > 1 else "")
+    if not readable:
+        sys.exit(2)
+
+
+@main.command()
+@click.argument("source", type=click.Choice(["boamp", "ted"]))
+@click.option(
+    "--since",
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    help="First publication day (default: cursor - overlap).",
+)
+@click.option(
+    "--until", type=click.DateTime(formats=["%Y-%m-%d"]), help="Last publication day (default: today)."
+)
+@click.option("--dry-run", is_flag=True, help="Fetch and parse, store nothing.")
+@pass_ctx
+def scrape(
+    ctx: Context, source: str, since: dt.datetime | None, until: dt.datetime | None, dry_run: bool
+) -> None:
+    """Fetch a source's notices for a window of publication days and store them."""
+    from tenderpool.notices.scrape import Progress, build_source, default_window, run_scrape
+
+    def now() -> dt.datetime:
+        return dt.datetime.now(dt.UTC)
+
+    with ctx.db.session_scope() as session:
+        default_since, default_until = default_window(session, ctx.settings, source, now=now())
+    start = since.date() if since else default_since
+    end = until.date() if until else default_until
+    if start > end:
+        raise click.UsageError("--since is after --until")
+    click.echo(
+        f"{source} : avis publiés du {start:%d/%m/%Y} au {end:%d/%m/%Y}"
+        + (" (essai à blanc)" if dry_run else "")
+    )
+    adapter = build_source(ctx.settings, source)
+    if sys.stdout.isatty():
+        with click.progressbar(length=1, label="Récupération", show_pos=True) as bar:
+
+            def on_page(fetched: int, expected: int | None) -> None:
+                bar.length = max(expected or fetched, fetched, 1)
+                bar.update(fetched - bar.pos)
+
+            run = run_scrape(
+                ctx.db,
+                source,
+                adapter,
+                since=start,
+                until=end,
+                now=now,
+                dry_run=dry_run,
+                progress=Progress(on_page=on_page),
+            )
+    else:
+
+        def log_page(fetched: int, expected: int | None) -> None:
+            click.echo(f"  {fetched} avis reçus" + (f" sur {expected}" if expected is not None else ""))
+
+        run = run_scrape(
+            ctx.db,
+            source,
+            adapter,
+            since=start,
+            until=end,
+            now=now,
+            dry_run=dry_run,
+            progress=Progress(on_page=log_page),
+        )
+    click.echo(
+        f"Statut : {run.status} — reçus {run.fetched}"
+        + (f"/{run.expected}" if run.expected is not None else "")
+        + f", créés {run.created}, mis à jour {run.updated}, rattachés {run.linked},"
+        + f" inchangés {run.unchanged},"
+        f" rejetés {run.rejected}"
+    )
+    for error in run.errors[:20]:
+        click.echo(f"  {error}")
+    if run.status == "failed":
+        sys.exit(1)
+
+
+@main.group()
+def notices() -> None:
+    """Export and maintain notices."""
+
+
+@notices.command("export")
+@click.option("--format", "fmt", type=click.Choice(["jsonl", "csv"]), default="jsonl", show_default=True)
+@click.option(
+    "--since", type=click.DateTime(formats=["%Y-%m-%d"]), help="Only notices published on or after."
+)
+@click.option("--output", type=click.Path(path_type=Path), help="File to write (default: standard output).")
+@pass_ctx
+def notices_export(ctx: Context, fmt: str, since: dt.datetime | None, output: Path | None) -> None:
+    """Write one line per notice (keys in the README) as JSON Lines or CSV."""
+    from tenderpool.notices.export import write_export
+
+    now = dt.datetime.now(dt.UTC)
+    with ctx.db.session_scope() as session:
+        if output is None:
+            count = write_export(session, sys.stdout, fmt=fmt, since=since.date() if since else None, now=now)
+        else:
+            with output.open("w", encoding="utf-8", newline="") as fh:
+                count = write_export(session, fh, fmt=fmt, since=since.date() if since else None, now=now)
+    click.echo(f"{count} avis exportés.", err=True)
+
+
+@notices.command("reparse")
+@click.option(
+    "--source", type=click.Choice(["boamp", "ted", "eforms", "boamp-xml"]), help="Only this source."
+)
+@click.option("--quarantined", is_flag=True, help="Only publications that failed to parse.")
+@pass_ctx
+def notices_reparse(ctx: Context, source: str | None, quarantined: bool) -> None:
+    """Parse every stored raw payload again and apply what changed (after a parser fix)."""
+    from tenderpool.notices.services import reparse
+
+    with ctx.db.session_scope() as session:
+        stats = reparse(session, now=dt.datetime.now(dt.UTC), source=source, quarantined_only=quarantined)
+    _print_stats(stats)
 
 
 # --- demo, run, serve -----------------------------------------------------------------------------

@@ -63,6 +63,27 @@ class SecuritySettings:
 
 
 @dataclass(frozen=True)
+class SourceSettings:
+    name: str
+    enabled: bool
+    base_url: str
+    page_size: int
+    options: Mapping[str, Any]  # source-specific keys (departments, nuts, fetch_xml…)
+
+
+@dataclass(frozen=True)
+class ScraperSettings:
+    user_agent: str
+    connect_timeout_seconds: float
+    read_timeout_seconds: float
+    max_tries: int
+    politeness_delay_seconds: float
+    overlap_days: int
+    initial_days: int
+    sources: Mapping[str, SourceSettings]
+
+
+@dataclass(frozen=True)
 class Settings:
     env: str
     database_url: str
@@ -81,6 +102,7 @@ class Settings:
     demo_load_on_run: bool
     demo_password: str
     chambers: tuple[Chamber, ...]
+    scrapers: ScraperSettings
     raw: Mapping[str, Any]  # the merged tree, for sections read by later modules
 
     @property
@@ -269,6 +291,7 @@ def validate(tree: Mapping[str, Any]) -> Settings:
             seen_departments[dep] = slug
         chambers.append(Chamber(slug, str(table.get("name", "")), departments, str(table.get("email", ""))))
     _need(bool(chambers), "at least one chamber must be configured ([chambers.<key>])", errors)
+    scrapers = _scraper_settings(tree.get("scrapers") or {}, errors)
     if errors:
         raise ConfigError("invalid settings:\n  - " + "\n  - ".join(errors))
 
@@ -307,7 +330,48 @@ def validate(tree: Mapping[str, Any]) -> Settings:
         demo_load_on_run=bool(demo["load_on_run"]),
         demo_password=str(demo["password"]),
         chambers=tuple(chambers),
+        scrapers=scrapers,
         raw=tree,
+    )
+
+
+def _scraper_settings(table: Mapping[str, Any], errors: list[str]) -> ScraperSettings:
+    common = {k: v for k, v in table.items() if not isinstance(v, Mapping)}
+    _need(
+        len(str(common.get("user_agent", "")).strip()) > 10,
+        "scrapers.user_agent must name the service",
+        errors,
+    )
+    for key in ("connect_timeout_seconds", "read_timeout_seconds"):
+        _need(float(common.get(key, 0)) > 0, f"scrapers.{key} must be positive", errors)
+    _need(int(common.get("max_tries", 0)) >= 1, "scrapers.max_tries must be at least 1", errors)
+    _need(
+        float(common.get("politeness_delay_seconds", 0)) >= 0,
+        "scrapers.politeness_delay_seconds >= 0",
+        errors,
+    )
+    _need(int(common.get("overlap_days", -1)) >= 0, "scrapers.overlap_days must be >= 0", errors)
+    _need(int(common.get("initial_days", 0)) >= 1, "scrapers.initial_days must be at least 1", errors)
+    sources: dict[str, SourceSettings] = {}
+    for name, source in table.items():
+        if not isinstance(source, Mapping):
+            continue
+        page_size = int(source.get("page_size", 100))
+        largest = 100 if name == "boamp" else 250  # the APIs' own limits (ODS: 100, TED: 250)
+        _need(1 <= page_size <= largest, f"scrapers.{name}.page_size must be between 1 and {largest}", errors)
+        base_url = str(source.get("base_url", ""))
+        _need(base_url.startswith(("http://", "https://")), f"scrapers.{name}.base_url must be a URL", errors)
+        options = {k: v for k, v in source.items() if k not in ("enabled", "base_url", "page_size")}
+        sources[name] = SourceSettings(name, bool(source.get("enabled", True)), base_url, page_size, options)
+    return ScraperSettings(
+        user_agent=str(common.get("user_agent", "")),
+        connect_timeout_seconds=float(common.get("connect_timeout_seconds", 10)),
+        read_timeout_seconds=float(common.get("read_timeout_seconds", 60)),
+        max_tries=int(common.get("max_tries", 5)),
+        politeness_delay_seconds=float(common.get("politeness_delay_seconds", 1.0)),
+        overlap_days=int(common.get("overlap_days", 3)),
+        initial_days=int(common.get("initial_days", 7)),
+        sources=sources,
     )
 
 

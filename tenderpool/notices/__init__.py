@@ -1,0 +1,1 @@
+"""Procurement notices: publications from every source, linked into one notice per procedure."""

@@ -1,0 +1,865 @@
+"""Ingestion: raw records → publications → one notice per procedure.
+
+Rules (see README, "Notices"):
+
+* A publication is unique on ``(source, source_ref)``. The same payload again
+  changes nothing; a changed payload is parsed and applied again.
+* A publication finds its notice, strongest key first: the eForms procedure
+  identifier (BOAMP ``contractfolderid`` = TED ``ContractFolderID``); the
+  references it carries to earlier publications (BOAMP ``annonce_lie`` /
+  ``avisInitial``, legacy ``ANNONCE_ANTERIEUR``, eForms changed-notice ids); for
+  calls only, the fallback key: buyer SIRET (or normalised name) + normalised
+  title + deadline day in Paris time.
+* A corrigendum, award or cancellation whose call has not arrived yet *waits*;
+  the call attaches it when it comes, whatever the order.
+* Each live field remembers the publication date that set it. A call only fills
+  empty fields (the same call seen in a second source); a later corrigendum
+  overrides and leaves a NoticeChange. An older publication never overrides a
+  newer one, so the order of arrival does not matter.
+
+Records are handled in batches with set-based look-ups, so that storage does not
+dominate parsing (benchmarks/ingest.py).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import logging
+import re
+import unicodedata
+import zlib
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any, NamedTuple
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import Table, insert, or_, select, tuple_
+from sqlalchemy.orm import Session, selectinload
+
+from scrapers.base import Nature, ParsedNotice, ParseError, RawRecord
+from scrapers.registry import parse_raw
+from tenderpool.notices.models import (
+    Award,
+    Lot,
+    Notice,
+    NoticeChange,
+    NoticeCpv,
+    NoticeDepartment,
+    NoticeStatus,
+    Publication,
+    PublicationRef,
+    PublicationState,
+)
+from tenderpool.notices.sanitize import sanitize_html
+from tenderpool.reference import cpv_codes
+
+log = logging.getLogger(__name__)
+PARIS = ZoneInfo("Europe/Paris")
+FOLLOW_UP = frozenset({Nature.CORRIGENDUM, Nature.AWARD, Nature.CANCELLATION})
+Parser = Callable[[RawRecord], ParsedNotice]
+
+
+@dataclass
+class IngestStats:
+    """What an ingestion did: the summary of `tenderpool import` and of a scrape run."""
+
+    read: int = 0
+    created: int = 0  # new notices
+    updated: int = 0  # existing notices whose live fields changed
+    linked: int = 0  # publications attached to a notice that already existed
+    unchanged: int = 0  # the same payload again
+    waiting: int = 0  # follow-ups that arrived before their call (they are attached when it comes)
+    rejected: int = 0
+    rejections: list[tuple[str, str]] = field(default_factory=list)  # (source:ref, reason)
+
+    def add(self, other: IngestStats) -> None:
+        for name in ("read", "created", "updated", "linked", "unchanged", "waiting", "rejected"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.rejections.extend(other.rejections)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "read": self.read, "created": self.created, "updated": self.updated, "linked": self.linked,
+            "unchanged": self.unchanged, "waiting": self.waiting, "rejected": self.rejected,
+        }  # fmt: skip
+
+
+# --------------------------------------------------------------------------- normalisation
+
+_NON_ALNUM = re.compile(r"[^a-z0-9]+")
+
+
+def fold_text(text: str) -> str:
+    decomposed = unicodedata.normalize("NFKD", text.lower())
+    ascii_only = "".join(c for c in decomposed if not unicodedata.combining(c))
+    return _NON_ALNUM.sub(" ", ascii_only).strip()
+
+
+def fallback_key(
+    buyer_siret: str | None, buyer_name: str | None, title: str | None, deadline_at: dt.datetime | None
+) -> str | None:
+    """Buyer SIRET (or normalised name) | normalised title | deadline day in Paris; None if one is missing."""
+    buyer = buyer_siret or (fold_text(buyer_name) if buyer_name else "")
+    if not buyer or not title or deadline_at is None:
+        return None
+    day = deadline_at.astimezone(PARIS).date().isoformat()
+    return f"{buyer}|{fold_text(title)[:200]}|{day}"
+
+
+def _valid_cpv(codes: Iterable[str], warnings: list[str]) -> list[str]:
+    known = cpv_codes()
+    kept: list[str] = []
+    for code in codes:
+        if code in known:
+            if code not in kept:
+                kept.append(code)
+        else:
+            warnings.append(f"CPV {code} absent de la nomenclature CPV 2008 : ignoré")
+    return kept
+
+
+def _self_refs(parsed: ParsedNotice) -> list[str]:
+    refs = [parsed.source_ref]
+    if parsed.notice_uuid:
+        refs.append(parsed.notice_uuid.lower())
+        if parsed.notice_version:
+            refs.append(f"{parsed.notice_uuid.lower()}-{parsed.notice_version}")
+    return list(dict.fromkeys(refs))
+
+
+def _previous_refs(parsed: ParsedNotice) -> list[str]:
+    return list(dict.fromkeys(ref.lower() if _looks_uuid(ref) else ref for ref in parsed.previous_refs))
+
+
+_UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-")
+
+
+def _looks_uuid(ref: str) -> bool:
+    return bool(_UUID_RE.match(ref))
+
+
+def compress(payload: bytes) -> bytes:
+    return zlib.compress(payload, 1)  # fast: ingestion speed matters more than a few % of disk
+
+
+def decompress(payload: bytes) -> bytes:
+    return zlib.decompress(payload)
+
+
+# --------------------------------------------------------------------------- values of a parsed record
+
+
+def _paris_iso(value: dt.datetime | None) -> str | None:
+    return None if value is None else value.astimezone(PARIS).isoformat()
+
+
+def _display(value: Any) -> str | None:
+    """How a value is written in a NoticeChange row."""
+    if value is None:
+        return None
+    if isinstance(value, dt.datetime):
+        return _paris_iso(value)
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return format(value.normalize(), "f")
+    if isinstance(value, list | tuple):
+        return json.dumps(list(value), ensure_ascii=False, default=str)
+    return str(value)
+
+
+def _lots_value(parsed: ParsedNotice, warnings: list[str]) -> list[dict[str, Any]]:
+    lots: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    for lot in parsed.lots:
+        if lot.number in seen:
+            warnings.append(f"lot {lot.number} en double : seul le premier est gardé")
+            continue
+        seen.add(lot.number)
+        lots.append({
+            "number": lot.number,
+            "title": lot.title,
+            "description": lot.description,
+            "cpv": _valid_cpv(lot.cpv, warnings),
+            "estimated_value": lot.estimated_value,
+            "deadline_at": lot.deadline_at,
+        })  # fmt: skip
+    return lots
+
+
+def _lots_of(notice: Notice) -> list[dict[str, Any]]:
+    return [
+        {"number": lot.number, "title": lot.title, "description": lot.description, "cpv": list(lot.cpv or []),
+         "estimated_value": lot.estimated_value, "deadline_at": lot.deadline_at}
+        for lot in notice.lots
+    ]  # fmt: skip
+
+
+def _comparable_lots(lots: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
+    def value(x: dict[str, Any]) -> Decimal | None:
+        return None if x["estimated_value"] is None else Decimal(x["estimated_value"]).normalize()
+
+    return [
+        (x["number"], x["title"], x["description"], tuple(x["cpv"]), value(x), x["deadline_at"]) for x in lots
+    ]
+
+
+# --------------------------------------------------------------------------- the ingester
+
+
+@dataclass
+class _Index:
+    """The notices a batch may touch, by each key a publication can find them with."""
+
+    by_id: dict[int, Notice] = field(default_factory=dict)
+    by_proc: dict[str, Notice] = field(default_factory=dict)
+    by_key: dict[str, Notice] = field(default_factory=dict)
+    by_ref: dict[str, Notice] = field(default_factory=dict)
+
+    def add(self, notice: Notice) -> None:
+        if notice.procedure_id:
+            self.by_proc[notice.procedure_id] = notice
+        if notice.fallback_key:
+            self.by_key.setdefault(notice.fallback_key, notice)
+
+
+class _Parsed(NamedTuple):
+    publication: Publication
+    parsed: ParsedNotice
+    raw: RawRecord
+
+
+@dataclass
+class _Item:
+    raw: RawRecord
+    sha: str
+    parsed: ParsedNotice | None = None
+    error: str | None = None
+    publication: Publication | None = None
+
+
+class Ingester:
+    """Applies raw records to the database in batches. Only flushes; the caller commits."""
+
+    def __init__(
+        self,
+        session: Session,
+        *,
+        now: dt.datetime,
+        parser: Parser = parse_raw,
+        batch_size: int = 500,
+        is_demo: bool = False,
+        force: bool = False,
+    ) -> None:
+        self.force = force  # parse and apply even an unchanged payload (reparse after a parser fix)
+        self._in_batch: set[int] = set()
+        # Notices created in the current batch stay out of the session (plain objects) and
+        # are written with a few executemany statements at the end: the unit of work was
+        # the bottleneck of ingestion (benchmarks/ingest.py).
+        self._new_notices: list[Notice] = []
+        self._new_links: list[tuple[Publication, Notice]] = []
+        self.session = session
+        self.now = now
+        self.parser = parser
+        self.batch_size = batch_size
+        self.is_demo = is_demo
+
+    # -- entry points
+
+    def ingest(self, records: Iterable[RawRecord]) -> IngestStats:
+        """Ingest records, in batches (streamed: never more than one batch in memory)."""
+        stats = IngestStats()
+        batch: list[RawRecord] = []
+        for raw in records:
+            batch.append(raw)
+            if len(batch) >= self.batch_size:
+                stats.add(self.ingest_batch(batch))
+                batch = []
+        if batch:
+            stats.add(self.ingest_batch(batch))
+        return stats
+
+    def ingest_batch(self, records: Sequence[RawRecord]) -> IngestStats:
+        stats = IngestStats(read=len(records))
+        items = self._dedupe([_Item(raw, hashlib.sha256(raw.payload).hexdigest()) for raw in records])
+        stats.unchanged += len(records) - len(items)
+        existing = self._existing_publications(items)
+        todo: list[_Item] = []
+        for item in items:
+            pub = existing.get((item.raw.source, item.raw.source_ref))
+            if pub is not None and pub.payload_sha256 == item.sha and not self.force:
+                stats.unchanged += 1
+                continue
+            item.publication = pub
+            todo.append(item)
+        for item in todo:
+            try:
+                item.parsed = self.parser(item.raw)
+            except ParseError as exc:
+                item.error = exc.reason
+            except Exception as exc:  # a parser bug on one record must not stop the batch
+                log.exception("parser crashed on %s:%s", item.raw.source, item.raw.source_ref)
+                item.error = f"erreur interne du parseur : {type(exc).__name__}: {exc}"
+        for item in todo:
+            self._store_publication(item)
+            if item.error is not None:
+                stats.rejected += 1
+                stats.rejections.append((f"{item.raw.source}:{item.raw.source_ref}", item.error))
+        self.session.flush()
+        parsed_items = [
+            _Parsed(item.publication, item.parsed, item.raw)
+            for item in todo
+            if item.parsed is not None and item.publication is not None
+        ]
+        self._store_refs(parsed_items)
+        self._new_notices = []
+        self._new_links = []
+        self._link_all(parsed_items, stats)
+        self._insert_new_notices()
+        self.session.flush()
+        return stats
+
+    # -- storage
+
+    @staticmethod
+    def _dedupe(items: list[_Item]) -> list[_Item]:
+        """Within one batch keep the last record of each (source, source_ref)."""
+        last: dict[tuple[str, str], _Item] = {}
+        for item in items:
+            last[(item.raw.source, item.raw.source_ref)] = item
+        return list(last.values())
+
+    def _existing_publications(self, items: list[_Item]) -> dict[tuple[str, str], Publication]:
+        keys = [(item.raw.source, item.raw.source_ref) for item in items]
+        found: dict[tuple[str, str], Publication] = {}
+        for start in range(0, len(keys), 400):
+            chunk = keys[start : start + 400]
+            rows = self.session.scalars(
+                select(Publication).where(tuple_(Publication.source, Publication.source_ref).in_(chunk))
+            )
+            for pub in rows:
+                found[(pub.source, pub.source_ref)] = pub
+        return found
+
+    def _store_publication(self, item: _Item) -> None:
+        raw, parsed = item.raw, item.parsed
+        pub = item.publication
+        if pub is None:
+            pub = Publication(source=raw.source, source_ref=raw.source_ref, created_at=self.now)
+            self.session.add(pub)
+            item.publication = pub
+        pub.payload = compress(raw.payload)
+        pub.payload_sha256 = item.sha
+        pub.content_type = raw.content_type
+        pub.fetched_at = raw.fetched_at
+        pub.fetch_url = raw.url
+        pub.parsed_at = self.now
+        if parsed is None:
+            pub.state = PublicationState.QUARANTINED.value
+            pub.parse_error = item.error
+            pub.warnings = []
+            return
+        pub.parse_error = None
+        pub.nature = parsed.nature.value
+        pub.published_at = parsed.published_at
+        pub.procedure_id = parsed.procedure_id.lower() if parsed.procedure_id else None
+        pub.notice_uuid = parsed.notice_uuid.lower() if parsed.notice_uuid else None
+        pub.aliases = [r for r in _self_refs(parsed) if r != parsed.source_ref]
+        pub.previous_refs = _previous_refs(parsed)
+        pub.title = parsed.title
+        pub.url = parsed.url
+        pub.warnings = list(parsed.warnings)
+        if pub.state != PublicationState.LINKED or pub.notice_id is None:
+            pub.state = PublicationState.WAITING.value  # until linked below
+
+    def _store_refs(self, items: list[_Parsed]) -> None:
+        ids = [item.publication.id for item in items]
+        if not ids:
+            return
+        have = {
+            (pid, kind, ref)
+            for pid, kind, ref in self.session.execute(
+                select(PublicationRef.publication_id, PublicationRef.kind, PublicationRef.ref).where(
+                    PublicationRef.publication_id.in_(ids)
+                )
+            )
+        }
+        want: set[tuple[int, str, str]] = set()
+        for item in items:
+            pid = item.publication.id
+            want.update((pid, "self", ref) for ref in _self_refs(item.parsed))
+            want.update((pid, "previous", ref) for ref in _previous_refs(item.parsed))
+        for pid, kind, ref in have - want:
+            row = self.session.get(PublicationRef, (pid, kind, ref))
+            if row is not None:
+                self.session.delete(row)
+        new_rows = [{"publication_id": p, "kind": k, "ref": r} for p, k, r in sorted(want - have)]
+        if new_rows:
+            # Plain executemany: these rows are never read back through the ORM in this batch.
+            self.session.execute(insert(PublicationRef), new_rows)
+
+    # -- linking
+
+    def _link_all(self, items: list[_Parsed], stats: IngestStats) -> None:
+        # Calls first, so that follow-ups in the same batch find them; each in date order.
+        def order(item: _Parsed) -> tuple[int, dt.date, str]:
+            return (
+                item.parsed.nature in FOLLOW_UP,
+                item.parsed.published_at or dt.date.min,
+                item.raw.source_ref,
+            )
+
+        items = sorted(items, key=order)
+        # Publications of this batch are linked by the loop itself, never as "waiting" ones.
+        self._in_batch = {item.publication.id for item in items}
+        index = self._preload(items)
+        linked: list[tuple[Notice, ParsedNotice]] = []
+        # Look-ups go through the in-memory index built by _preload: no query, no flush per record.
+        with self.session.no_autoflush:
+            for item in items:
+                notice = self._link_one(item.publication, item.parsed, stats, index)
+                if notice is not None:
+                    linked.append((notice, item.parsed))
+            self._attach_waiting(linked, stats)
+
+    def _preload(self, items: list[_Parsed]) -> _Index:
+        """Load, in a few queries, every notice the batch may touch, and index them."""
+        index = _Index()
+        proc_ids = {i.parsed.procedure_id.lower() for i in items if i.parsed.procedure_id}
+        keys = {k for i in items if (k := self._fallback(i.parsed))}
+        refs = {r for i in items for r in _previous_refs(i.parsed)}
+        notice_ids = {i.publication.notice_id for i in items if i.publication.notice_id}
+        ref_to_notice: dict[str, int] = {}
+        if refs:
+            for ref, nid in self.session.execute(
+                select(PublicationRef.ref, Publication.notice_id)
+                .join(Publication, PublicationRef.publication_id == Publication.id)
+                .where(
+                    PublicationRef.kind == "self",
+                    PublicationRef.ref.in_(refs),
+                    Publication.notice_id.is_not(None),
+                )
+            ):
+                if nid is not None:
+                    ref_to_notice[ref] = nid
+        notice_ids.update(ref_to_notice.values())
+        conditions = []
+        if proc_ids:
+            conditions.append(Notice.procedure_id.in_(proc_ids))
+        if keys:
+            conditions.append(Notice.fallback_key.in_(keys))
+        if notice_ids:
+            conditions.append(Notice.id.in_(notice_ids))
+        if not conditions:
+            return index
+        notices = self.session.scalars(
+            select(Notice).where(or_(*conditions)).options(
+                selectinload(Notice.lots), selectinload(Notice.awards), selectinload(Notice.cpv_links),
+                selectinload(Notice.department_links),
+            )
+        ).all()  # fmt: skip
+        by_id = {n.id: n for n in notices}
+        for notice in notices:
+            index.add(notice)
+        for ref, nid in ref_to_notice.items():
+            if nid in by_id:
+                index.by_ref[ref] = by_id[nid]
+        index.by_id = by_id
+        return index
+
+    @staticmethod
+    def _fallback(parsed: ParsedNotice) -> str | None:
+        return fallback_key(parsed.buyer_siret, parsed.buyer_name, parsed.title, parsed.deadline_at)
+
+    def _find_notice(self, pub: Publication, parsed: ParsedNotice, index: _Index) -> Notice | None:
+        if pub.notice is not None:
+            return pub.notice
+        if pub.notice_id is not None and pub.notice_id in index.by_id:
+            return index.by_id[pub.notice_id]
+        if parsed.procedure_id and (found := index.by_proc.get(parsed.procedure_id.lower())) is not None:
+            return found
+        for ref in _previous_refs(parsed):
+            if (found := index.by_ref.get(ref)) is not None:
+                return found
+        if parsed.nature not in FOLLOW_UP and (key := self._fallback(parsed)) is not None:
+            return index.by_key.get(key)
+        return None
+
+    def _link_one(
+        self, pub: Publication, parsed: ParsedNotice, stats: IngestStats, index: _Index
+    ) -> Notice | None:
+        already_linked = pub.notice_id is not None
+        notice = self._find_notice(pub, parsed, index)
+        # A follow-up that names earlier publications waits for them. One that names
+        # none (an eForms award known only by its procedure id) starts its own notice,
+        # which the call will join through the procedure id if it ever comes.
+        if notice is None and parsed.nature in FOLLOW_UP and _previous_refs(parsed):
+            pub.state = PublicationState.WAITING.value
+            pub.notice_id = None
+            stats.waiting += 1
+            return None
+        created = notice is None
+        if notice is None:
+            notice = Notice(
+                title=parsed.title or "(sans titre)",
+                status=NoticeStatus.OPEN.value,
+                field_dates={},
+                nuts=[],
+                created_at=self.now,
+                updated_at=self.now,
+                is_demo=self.is_demo,
+            )
+            self._new_notices.append(notice)
+        self._attach(pub, notice)
+        pub.state = PublicationState.LINKED.value
+        changed = self._apply(notice, pub, parsed, is_new=created)
+        index.add(notice)
+        for ref in _self_refs(parsed):
+            index.by_ref[ref] = notice
+        if created:
+            stats.created += 1
+        else:
+            if not already_linked:
+                stats.linked += 1
+            if changed:
+                stats.updated += 1
+        return notice
+
+    def _attach_waiting(self, linked: list[tuple[Notice, ParsedNotice]], stats: IngestStats) -> None:
+        """Follow-ups that arrived before their call and name it (or its procedure): attach them now."""
+        if not linked:
+            return
+        notice_by_ref: dict[str, Notice] = {}
+        notice_by_proc: dict[str, Notice] = {}
+        for notice, parsed in linked:
+            for ref in _self_refs(parsed):
+                notice_by_ref[ref] = notice
+            if notice.procedure_id:
+                notice_by_proc[notice.procedure_id] = notice
+        targets: dict[int, Notice] = {}
+        for pid, ref in self.session.execute(
+            select(PublicationRef.publication_id, PublicationRef.ref)
+            .join(Publication, Publication.id == PublicationRef.publication_id)
+            .where(PublicationRef.kind == "previous", PublicationRef.ref.in_(list(notice_by_ref)),
+                   Publication.state == PublicationState.WAITING.value)
+        ):  # fmt: skip
+            targets.setdefault(pid, notice_by_ref[ref])
+        if notice_by_proc:
+            for pid, proc in self.session.execute(
+                select(Publication.id, Publication.procedure_id).where(
+                    Publication.procedure_id.in_(list(notice_by_proc)),
+                    Publication.state == PublicationState.WAITING.value,
+                )
+            ):
+                if proc is not None:
+                    targets.setdefault(pid, notice_by_proc[proc])
+        for pid in self._in_batch:
+            targets.pop(pid, None)
+        if not targets:
+            return
+        followers = self.session.scalars(select(Publication).where(Publication.id.in_(list(targets)))).all()
+        for follower in sorted(followers, key=lambda p: (p.published_at or dt.date.min, p.source_ref)):
+            notice = targets[follower.id]
+            try:
+                follower_parsed = self.parser(self._raw_of(follower))
+            except ParseError as exc:
+                follower.state = PublicationState.QUARANTINED.value
+                follower.parse_error = exc.reason
+                continue
+            self._attach(follower, notice)
+            follower.state = PublicationState.LINKED.value
+            stats.linked += 1
+            if self._apply(notice, follower, follower_parsed, is_new=False):
+                stats.updated += 1
+
+    def _attach(self, pub: Publication, notice: Notice) -> None:
+        if notice.id is None:  # created in this batch, not in the session yet
+            self._new_links.append((pub, notice))
+        else:
+            pub.notice = notice
+
+    def _insert_new_notices(self) -> None:
+        """Write the batch's new notices and their children with executemany statements."""
+        notices = self._new_notices
+        if not notices:
+            return
+        table = Notice.__table__
+        if not isinstance(table, Table):
+            raise TypeError(table)
+        columns = [c.key for c in table.columns if c.key != "id"]
+        rows = [{key: getattr(n, key) for key in columns} for n in notices]
+        returning = insert(table).returning(table.c.id, sort_by_parameter_order=True)
+        ids = list(self.session.execute(returning, rows).scalars())
+        lots, cpvs, departments, awards, changes = [], [], [], [], []
+        for notice, notice_id in zip(notices, ids, strict=True):
+            lots += [
+                {
+                    "notice_id": notice_id,
+                    "number": x.number,
+                    "position": x.position,
+                    "title": x.title,
+                    "description": x.description,
+                    "cpv": x.cpv,
+                    "estimated_value": x.estimated_value,
+                    "deadline_at": x.deadline_at,
+                }
+                for x in notice.lots
+            ]
+            cpvs += [{"notice_id": notice_id, "cpv": x.cpv, "position": x.position} for x in notice.cpv_links]
+            departments += [
+                {"notice_id": notice_id, "department": x.department} for x in notice.department_links
+            ]
+            awards += [
+                {
+                    "notice_id": notice_id,
+                    "publication_id": x.publication_id,
+                    "lot_number": x.lot_number,
+                    "winner_name": x.winner_name,
+                    "winner_siret": x.winner_siret,
+                    "amount": x.amount,
+                    "currency": x.currency,
+                    "unsuccessful": x.unsuccessful,
+                }
+                for x in notice.awards
+            ]
+            changes += [{"notice_id": notice_id, "publication_id": x.publication_id,
+                         "source_ref": x.source_ref,
+                         "field": x.field, "old_value": x.old_value, "new_value": x.new_value, "at": x.at}
+                        for x in notice.changes]  # fmt: skip
+        for model, values in (
+            (Lot, lots),
+            (NoticeCpv, cpvs),
+            (NoticeDepartment, departments),
+            (Award, awards),
+            (NoticeChange, changes),
+        ):
+            if values:
+                self.session.execute(insert(model), values)
+        notice_ids = {id(n): nid for n, nid in zip(notices, ids, strict=True)}
+        for pub, notice in self._new_links:
+            pub.notice_id = notice_ids[id(notice)]
+        self._new_notices, self._new_links = [], []
+
+    @staticmethod
+    def _raw_of(pub: Publication) -> RawRecord:
+        return RawRecord(
+            source=pub.source,
+            source_ref=pub.source_ref,
+            payload=decompress(pub.payload),
+            content_type=pub.content_type,
+            fetched_at=pub.fetched_at,
+            url=pub.fetch_url,
+        )
+
+    # -- applying a publication to its notice
+
+    def _apply(self, notice: Notice, pub: Publication, parsed: ParsedNotice, *, is_new: bool) -> bool:
+        """Apply one publication's values; return True if a live field changed on an existing notice."""
+        warnings = list(parsed.warnings)
+        when = (parsed.published_at or self.now.date()).isoformat()
+        follow_up = parsed.nature in FOLLOW_UP
+        changed = False
+        dates: dict[str, Any] = dict(notice.field_dates or {})
+
+        def may_set(name: str, current: Any) -> bool:
+            set_on, set_by = dates.get(name) or [None, None]
+            if current in (None, "", [], ()):
+                return True
+            if set_by == pub.id:  # this very publication set it: a re-parse may correct it
+                return True
+            return follow_up and (set_on is None or when >= set_on)
+
+        def assign(
+            name: str,
+            new: Any,
+            current: Any,
+            setter: Callable[[Any], None],
+            same: Callable[[Any, Any], bool] = lambda a, b: a == b,
+        ) -> None:
+            nonlocal changed
+            if new in (None, "", [], ()):
+                return
+            if same(current, new):
+                return
+            if not may_set(name, current):
+                return
+            setter(new)
+            dates[name] = [when, pub.id]
+            if not is_new and current not in (None, "", [], ()):
+                self._record_change(notice, pub, name, _display(current), _display(new))
+                changed = True
+            elif not is_new:
+                changed = True
+
+        def set_attr(name: str) -> Callable[[Any], None]:
+            return lambda value: setattr(notice, name, value)
+
+        title = parsed.title if parsed.title and parsed.title != "(sans titre)" else None
+        if not follow_up or not notice.title or notice.title == "(sans titre)":
+            assign(
+                "title", title, notice.title if notice.title != "(sans titre)" else None, set_attr("title")
+            )
+        assign("buyer_name", parsed.buyer_name, notice.buyer_name, set_attr("buyer_name"))
+        assign("buyer_siret", parsed.buyer_siret, notice.buyer_siret, set_attr("buyer_siret"))
+        description = sanitize_html(parsed.description) if parsed.description else None
+        assign("description", description, notice.description, set_attr("description"))
+        ctype = parsed.contract_type.value if parsed.contract_type else None
+        assign("contract_type", ctype, notice.contract_type, set_attr("contract_type"))
+        assign("procedure_type", parsed.procedure_type, notice.procedure_type, set_attr("procedure_type"))
+        assign("deadline_at", parsed.deadline_at, notice.deadline_at, set_attr("deadline_at"))
+        assign(
+            "estimated_value",
+            parsed.estimated_value,
+            notice.estimated_value,
+            set_attr("estimated_value"),
+            same=lambda a, b: a is not None and b is not None and Decimal(a) == Decimal(b),
+        )
+        assign("currency", parsed.currency, notice.currency, set_attr("currency"))
+        assign("nuts", list(parsed.nuts), list(notice.nuts or []), set_attr("nuts"))
+        assign("url", parsed.url, notice.url, set_attr("url"))
+        assign("dce_url", parsed.dce_url, notice.dce_url, set_attr("dce_url"))
+        assign("cpv", _valid_cpv(parsed.cpv, warnings), notice.cpv, lambda v: self._set_cpv(notice, v))
+        assign(
+            "departments",
+            sorted(set(parsed.departments)),
+            notice.departments,
+            lambda v: self._set_departments(notice, v),
+        )
+        new_lots = _lots_value(parsed, warnings)
+        assign(
+            "lots",
+            new_lots,
+            _lots_of(notice),
+            lambda v: self._set_lots(notice, v),
+            same=lambda a, b: _comparable_lots(a) == _comparable_lots(b),
+        )
+        if parsed.procedure_id and not notice.procedure_id:
+            notice.procedure_id = parsed.procedure_id.lower()
+        if parsed.nature in (Nature.INITIAL, Nature.PRIOR_INFORMATION, Nature.OTHER) and parsed.published_at:
+            if notice.published_at is None or parsed.published_at < notice.published_at:
+                notice.published_at = parsed.published_at
+        elif notice.published_at is None and parsed.published_at:
+            notice.published_at = parsed.published_at
+        if notice.fallback_key is None and not follow_up:
+            notice.fallback_key = self._fallback(parsed)
+
+        if parsed.nature is Nature.AWARD or parsed.awards:
+            changed |= self._apply_awards(notice, pub, parsed, is_new=is_new)
+        if parsed.nature is Nature.CANCELLATION or parsed.is_cancelled:
+            changed |= self._set_status(notice, pub, NoticeStatus.CANCELLED, is_new=is_new)
+        notice.field_dates = dates
+        pub.warnings = warnings
+        if changed or is_new:
+            notice.updated_at = self.now
+        return changed
+
+    def _record_change(
+        self, notice: Notice, pub: Publication, name: str, old: str | None, new: str | None
+    ) -> None:
+        change = NoticeChange(
+            field=name, old_value=old, new_value=new, at=self.now, source_ref=pub.source_ref
+        )
+        change.publication_id = pub.id
+        notice.changes.append(change)
+
+    def _set_status(self, notice: Notice, pub: Publication, status: NoticeStatus, *, is_new: bool) -> bool:
+        if notice.status == status.value:
+            return False
+        if notice.status == NoticeStatus.CANCELLED and status is NoticeStatus.AWARDED:
+            return False  # an award never revives a cancelled procedure
+        old = notice.status
+        notice.status = status.value
+        if not is_new:
+            self._record_change(notice, pub, "status", old, status.value)
+        return not is_new
+
+    def _apply_awards(self, notice: Notice, pub: Publication, parsed: ParsedNotice, *, is_new: bool) -> bool:
+        wanted = [
+            (a.lot, a.winner_name, a.winner_siret, a.amount, a.currency, a.unsuccessful)
+            for a in parsed.awards
+        ]
+        current = [
+            (a.lot_number, a.winner_name, a.winner_siret, a.amount, a.currency, a.unsuccessful)
+            for a in notice.awards if a.publication_id == pub.id
+        ]  # fmt: skip
+        changed = False
+        if wanted != current:
+            for award in [a for a in notice.awards if a.publication_id == pub.id]:
+                notice.awards.remove(award)
+            for lot, name, siret, amount, currency, unsuccessful in wanted:
+                award = Award(
+                    lot_number=lot,
+                    winner_name=name,
+                    winner_siret=siret,
+                    amount=amount,
+                    currency=currency,
+                    unsuccessful=unsuccessful,
+                )
+                award.publication_id = pub.id
+                notice.awards.append(award)
+            if not is_new:
+                names = ", ".join(n for _, n, *_ in wanted if n) or None
+                self._record_change(notice, pub, "awards", None, names)
+                changed = True
+        if parsed.awards and all(a.unsuccessful for a in parsed.awards):
+            changed |= self._set_status(notice, pub, NoticeStatus.CANCELLED, is_new=is_new)  # sans suite
+        else:
+            changed |= self._set_status(notice, pub, NoticeStatus.AWARDED, is_new=is_new)
+        return changed
+
+    @staticmethod
+    def _set_cpv(notice: Notice, codes: list[str]) -> None:
+        links = notice.cpv_links
+        if not links:  # a new notice: appending is much cheaper than replacing the collection
+            for position, code in enumerate(codes):
+                links.append(NoticeCpv(cpv=code, position=position))
+            return
+        existing = {link.cpv: link for link in links}
+        notice.cpv_links = [existing.get(code) or NoticeCpv(cpv=code) for code in codes]
+        for position, link in enumerate(notice.cpv_links):
+            link.position = position
+
+    @staticmethod
+    def _set_departments(notice: Notice, departments: list[str]) -> None:
+        links = notice.department_links
+        if not links:
+            for department in departments:
+                links.append(NoticeDepartment(department=department))
+            return
+        existing = {link.department: link for link in links}
+        notice.department_links = [existing.get(d) or NoticeDepartment(department=d) for d in departments]
+
+    @staticmethod
+    def _set_lots(notice: Notice, lots: list[dict[str, Any]]) -> None:
+        if not notice.lots:
+            for position, data in enumerate(lots):
+                notice.lots.append(Lot(position=position, **data))
+            return
+        by_number = {lot.number: lot for lot in notice.lots}
+        kept: list[Lot] = []
+        for position, data in enumerate(lots):
+            lot = by_number.get(data["number"]) or Lot(number=data["number"])
+            lot.position = position
+            lot.title = data["title"]
+            lot.description = data["description"]
+            lot.cpv = data["cpv"]
+            lot.estimated_value = data["estimated_value"]
+            lot.deadline_at = data["deadline_at"]
+            kept.append(lot)
+        notice.lots = kept
+
+
+def ingest_records(
+    session: Session,
+    records: Iterable[RawRecord],
+    *,
+    now: dt.datetime,
+    parser: Parser = parse_raw,
+    batch_size: int = 500,
+    is_demo: bool = False,
+) -> IngestStats:
+    """Store and link raw records (streamed in batches); only flushes."""
+    return Ingester(session, now=now, parser=parser, batch_size=batch_size, is_demo=is_demo).ingest(records)
