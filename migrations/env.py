@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from alembic import context
 from sqlalchemy import Connection
 
 from tenderpool.db import make_engine
+from tenderpool.migrate import is_search_index_object
 from tenderpool.models import Base
 
 config = context.config
 target_metadata = Base.metadata
+
+
+def include_object(obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any) -> bool:
+    """Leave out the engine-specific full-text objects, which no model describes."""
+    return not is_search_index_object(name, type_, obj)
 
 
 def _run(connection: Connection) -> None:
@@ -20,6 +28,7 @@ def _run(connection: Connection) -> None:
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
         compare_server_default=False,
+        include_object=include_object,
     )
     with context.begin_transaction():
         context.run_migrations()

@@ -118,11 +118,16 @@ def _init_security(app: Flask) -> None:
 def _register_blueprints(app: Flask) -> None:
     from tenderpool import views
     from tenderpool.accounts.views import bp as accounts_bp
+    from tenderpool.api import views as api_views
     from tenderpool.firms.views import bp as firms_bp
+    from tenderpool.notices.views import bp as notices_bp
 
     app.register_blueprint(views.bp)
     app.register_blueprint(accounts_bp)
     app.register_blueprint(firms_bp)
+    app.register_blueprint(notices_bp)
+    app.register_blueprint(api_views.bp)
+    app.register_blueprint(api_views.feeds)
     # Static files are public by nature.
     static_view: Any = app.view_functions["static"]
     static_view.tenderpool_access = Access.PUBLIC

@@ -42,6 +42,8 @@ class User(Base):
     auth_version: Mapped[int] = mapped_column(default=1)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_login_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    # Secret of the personal calendar feed URL; regenerating it revokes the old URL.
+    ics_token: Mapped[str | None] = mapped_column(String(64), unique=True)
 
     # Flask-Login protocol
     @property

@@ -589,8 +589,15 @@ class Ingester:
         table = Notice.__table__
         if not isinstance(table, Table):
             raise TypeError(table)
-        columns = [c.key for c in table.columns if c.key != "id"]
-        rows = [{key: getattr(n, key) for key in columns} for n in notices]
+        columns = [c for c in table.columns if c.key != "id"]
+
+        def value(notice: Notice, column: Any) -> Any:
+            found = getattr(notice, column.key)
+            if found is None and column.default is not None:  # what a flush would have filled in
+                return column.default.arg if column.default.is_scalar else column.default.arg(None)
+            return found
+
+        rows = [{c.key: value(n, c) for c in columns} for n in notices]
         returning = insert(table).returning(table.c.id, sort_by_parameter_order=True)
         ids = list(self.session.execute(returning, rows).scalars())
         lots, cpvs, departments, awards, changes = [], [], [], [], []

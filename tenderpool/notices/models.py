@@ -80,6 +80,27 @@ class Notice(Base):
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 
+    # Curation by chamber staff (every action is also in the audit log).
+    is_manual: Mapped[bool] = mapped_column(default=False)  # added by staff, found outside the sources
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    is_featured: Mapped[bool] = mapped_column(default=False, index=True)
+    featured_note: Mapped[str | None] = mapped_column(Text)
+    featured_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    featured_chamber: Mapped[str | None] = mapped_column(String(32))
+    is_rejected: Mapped[bool] = mapped_column(default=False, index=True)
+    rejected_reason: Mapped[str | None] = mapped_column(Text)
+    rejected_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    rejected_chamber: Mapped[str | None] = mapped_column(String(32))
+    # field -> {"value", "source_value", "by", "chamber", "at"}: a staff edit that a later
+    # scrape keeps unless the source changes that field again.
+    locked_fields: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # field -> {"value", "source_value", "source_ref", "at"}: the source changed an edited field.
+    conflicts: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # A notice merged into another is kept (its id may be bookmarked) and points to the survivor.
+    merged_into_id: Mapped[int | None] = mapped_column(
+        ForeignKey("notices.id", ondelete="SET NULL"), index=True
+    )
+
     lots: Mapped[list[Lot]] = relationship(
         back_populates="notice", cascade="all, delete-orphan", order_by="Lot.position"
     )
@@ -107,6 +128,78 @@ class Notice(Base):
         if self.status == NoticeStatus.OPEN and self.deadline_at is not None and self.deadline_at <= now:
             return NoticeStatus.CLOSED
         return NoticeStatus(self.status)
+
+
+class NoticeTag(Base):
+    """A sector tag put by chamber staff ("BTP", "Nettoyage"…)."""
+
+    __tablename__ = "notice_tags"
+
+    notice_id: Mapped[int] = mapped_column(ForeignKey("notices.id", ondelete="CASCADE"), primary_key=True)
+    tag: Mapped[str] = mapped_column(String(60), primary_key=True, index=True)
+
+
+class NoticeSearch(Base):
+    """The text a notice is found by (title, description, buyer, lot titles), folded and stemmed.
+
+    The engine-specific index lives beside it, created by the migration: an FTS5 table
+    ``notice_fts`` on SQLite, a ``tsv`` tsvector column with a GIN index on PostgreSQL.
+    """
+
+    __tablename__ = "notice_search"
+
+    notice_id: Mapped[int] = mapped_column(ForeignKey("notices.id", ondelete="CASCADE"), primary_key=True)
+    document: Mapped[str] = mapped_column(Text)
+
+
+class NoticeFollow(Base):
+    """A user follows a notice: its watch list, the ICS feed and digest changes."""
+
+    __tablename__ = "notice_follows"
+
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    notice_id: Mapped[int] = mapped_column(
+        ForeignKey("notices.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class NoticeDismissal(Base):
+    """A firm marked a notice "not interested", with a reason (feeds matching)."""
+
+    __tablename__ = "notice_dismissals"
+
+    firm_id: Mapped[int] = mapped_column(ForeignKey("firms.id", ondelete="CASCADE"), primary_key=True)
+    notice_id: Mapped[int] = mapped_column(
+        ForeignKey("notices.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+    reason: Mapped[str] = mapped_column(String(32))
+    comment: Mapped[str | None] = mapped_column(Text)
+    by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class SavedSearch(Base):
+    """A named search (its URL query string); the digest alerts on new matches."""
+
+    __tablename__ = "saved_searches"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(120))
+    query: Mapped[str] = mapped_column(Text)  # the search URL's query string, without page/sort noise
+    is_alert: Mapped[bool] = mapped_column(default=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ApiUsage(Base):
+    """Requests per client and minute for the public API's rate limit (shared by every worker)."""
+
+    __tablename__ = "api_usage"
+
+    client: Mapped[str] = mapped_column(String(80), primary_key=True)
+    window_start: Mapped[dt.datetime] = mapped_column(UTCDateTime, primary_key=True)
+    count: Mapped[int] = mapped_column(default=0)
 
 
 class NoticeCpv(Base):

@@ -1,0 +1,7 @@
+"""Route expectations of the api area; see tests/test_route_matrix.py."""
+
+from __future__ import annotations
+
+from tests.routes import Case
+
+ROUTES: dict[str, Case] = {}
