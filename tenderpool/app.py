@@ -57,13 +57,17 @@ def build_app(overrides: dict[str, Any] | None = None, *, database: Database | N
             x_host=settings.proxy_fix_hops,
         )
     app.extensions["tenderpool.settings"] = settings
+    # Tables read by later modules are validated here too, so a bad value stops start-up.
+    from tenderpool.storage import upload_settings
+
+    upload_settings(settings)
 
     _init_database(app, settings, database)
     _init_security(app)
     _register_blueprints(app)
     _register_errors(app)
     formatting.register(app)
-    app.context_processor(lambda: {"tp_settings": settings})
+    app.context_processor(lambda: {"tp_settings": settings, "nav_firm_approved": _nav_firm_approved()})
     _check_access_declared(app)
     return app
 
@@ -119,6 +123,8 @@ def _register_blueprints(app: Flask) -> None:
     from tenderpool import views
     from tenderpool.accounts.views import bp as accounts_bp
     from tenderpool.api import views as api_views
+    from tenderpool.digests.views import bp as digests_bp
+    from tenderpool.firms.profile_views import bp as profiles_bp
     from tenderpool.firms.views import bp as firms_bp
     from tenderpool.notices.views import bp as notices_bp
 
@@ -128,6 +134,8 @@ def _register_blueprints(app: Flask) -> None:
     app.register_blueprint(notices_bp)
     app.register_blueprint(api_views.bp)
     app.register_blueprint(api_views.feeds)
+    app.register_blueprint(profiles_bp)
+    app.register_blueprint(digests_bp)
     # Static files are public by nature.
     static_view: Any = app.view_functions["static"]
     static_view.tenderpool_access = Access.PUBLIC
@@ -166,6 +174,21 @@ def _register_errors(app: Flask) -> None:
         log.error("unhandled error on %s", request.path, exc_info=exc)
         message = "Une erreur inattendue s'est produite. L'équipe technique en est informée."
         return render_template("errors/error.html", code=500, title="Erreur du serveur", message=message), 500
+
+
+def _nav_firm_approved() -> bool:
+    """Whether the logged-in firm user's firm is approved (the navigation shows the pool only then)."""
+    from flask import has_request_context
+    from flask_login import current_user
+
+    if not has_request_context() or not current_user.is_authenticated or not current_user.is_firm_user:
+        return False
+    membership = g.get("membership")
+    if membership is None:
+        from tenderpool.firms.services import membership_of
+
+        membership = membership_of(db_session(), current_user)
+    return bool(membership is not None and membership.firm.is_approved)
 
 
 def _check_access_declared(app: Flask) -> None:

@@ -383,6 +383,73 @@ def notices_reparse(ctx: Context, source: str | None, quarantined: bool) -> None
     _print_stats(stats)
 
 
+@notices.command("reindex")
+@pass_ctx
+def notices_reindex(ctx: Context) -> None:
+    """Rebuild the full-text search index of every notice (after a change to what is indexed)."""
+    from tenderpool.notices.search import rebuild_search_index
+
+    with ctx.db.session_scope() as session:
+        count = rebuild_search_index(session)
+    click.echo(f"{count} avis indexés.")
+
+
+# --- digests --------------------------------------------------------------------------------------
+
+
+@main.group()
+def digests() -> None:
+    """Daily and weekly email digests (run `digests send` every few minutes, from cron or a timer)."""
+
+
+@digests.command("send")
+@click.option(
+    "--now",
+    "now_text",
+    help="Act as if it were this ISO date-time (default: now; without an offset, Paris time).",
+)
+@click.option("--dry-run", is_flag=True, help="Print each recipient and its notices; send nothing.")
+@click.option("--user", "email", help="Only the digest of this account (email).")
+@pass_ctx
+def digests_send(ctx: Context, now_text: str | None, dry_run: bool, email: str | None) -> None:
+    """Send every digest that is due, and retry the failed ones whose time has come.
+
+    Each (user, period) is sent once: running it twice, after a crash or while the SMTP server
+    is down sends each digest exactly once in the end (see docs/digests.md).
+    """
+    from zoneinfo import ZoneInfo
+
+    from tenderpool.app import build_app
+    from tenderpool.digests.services import send_due_digests
+
+    now = dt.datetime.now(dt.UTC)
+    if now_text:
+        try:
+            now = dt.datetime.fromisoformat(now_text)
+        except ValueError as exc:
+            raise click.BadParameter(f"not an ISO date-time: {now_text}", param_hint="--now") from exc
+        if now.tzinfo is None:
+            now = now.replace(tzinfo=ZoneInfo(ctx.settings.timezone))
+    app = build_app(database=ctx.db)
+    with app.app_context():
+        report = send_due_digests(
+            ctx.db,
+            app.extensions["tenderpool.mailer"],
+            settings=app.extensions["tenderpool.settings"],
+            now=now,
+            dry_run=dry_run,
+            only_email=email,
+            echo=click.echo,
+        )
+    if dry_run:
+        click.echo(f"Essai à blanc : {len(report.dry_run)} résumé(s) calculé(s), rien envoyé.")
+        return
+    click.echo(
+        f"Envoyés : {report.sent}, vides : {report.empty}, en échec : {report.failed}"
+        f" (abandonnés : {report.given_up}), renvois : {report.retried}, déjà faits : {report.skipped}"
+    )
+
+
 # --- demo, run, serve -----------------------------------------------------------------------------
 
 

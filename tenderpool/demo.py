@@ -7,7 +7,9 @@ account uses ``demo.password`` from the settings.
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from decimal import Decimal
+from urllib.parse import parse_qs, urlencode
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -15,8 +17,21 @@ from sqlalchemy.orm import Session
 from tenderpool.accounts.models import Role, User
 from tenderpool.accounts.services import create_user
 from tenderpool.config import Settings
-from tenderpool.firms.models import Firm, FirmMembership, FirmStatus
+from tenderpool.firms.models import Firm, FirmCpv, FirmMembership, FirmStatus, FirmYear
 from tenderpool.firms.services import department_of_postcode
+
+
+@dataclass(frozen=True)
+class DemoProfile:
+    """What the matching and the digests read: skills, keywords, zone, turnover, a saved search."""
+
+    cpv: tuple[str, ...]
+    keywords: tuple[str, ...]
+    zone: tuple[str, ...]
+    naf_code: str
+    description: str
+    turnover: tuple[tuple[int, int, int], ...]  # (year, turnover in euros, headcount)
+    searches: tuple[tuple[str, str], ...] = ()  # (name, query string) of the owner
 
 
 @dataclass(frozen=True)
@@ -29,6 +44,7 @@ class DemoFirm:
     owner_name: str
     owner_email: str
     status: FirmStatus = FirmStatus.APPROVED
+    profile: DemoProfile | None = field(default=None, compare=False)
 
 
 DEMO_FIRMS = (
@@ -40,6 +56,15 @@ DEMO_FIRMS = (
         "Meaux",
         "Claire Morel",
         "claire.morel@batiments-briards.example",
+        profile=DemoProfile(
+            cpv=("45210000", "45453000", "45223220", "45262500"),
+            keywords=("gros œuvre", "maçonnerie", "réhabilitation"),
+            zone=("77", "93", "94"),
+            naf_code="41.20B",
+            description="Entreprise générale de bâtiment : gros œuvre, maçonnerie, réhabilitation.",
+            turnover=((2023, 1_850_000, 13), (2024, 2_100_000, 14), (2025, 2_300_000, 15)),
+            searches=(("Réhabilitations en Seine-et-Marne", "q=réhabilitation&dep=77"),),
+        ),
     ),
     DemoFirm(
         "82390145900011",
@@ -49,6 +74,15 @@ DEMO_FIRMS = (
         "Nemours",
         "Julien Petit",
         "julien.petit@menuiserie-gatinais.example",
+        profile=DemoProfile(
+            cpv=("45421000", "44221000"),
+            keywords=("menuiseries extérieures", "fenêtres", "bois"),
+            zone=("77", "45", "89"),
+            naf_code="43.32A",
+            description="Fabrication et pose de menuiseries bois et aluminium, portes et fenêtres.",
+            turnover=((2024, 610_000, 6), (2025, 650_000, 7)),
+            searches=(("Menuiseries", "q=menuiseries"),),
+        ),
     ),
     DemoFirm(
         "83571209200013",
@@ -59,6 +93,14 @@ DEMO_FIRMS = (
         "Nadia Benali",
         "nadia.benali@elec-marne.example",
         FirmStatus.PENDING,
+        profile=DemoProfile(
+            cpv=("45310000", "45311000"),
+            keywords=("électricité", "éclairage public"),
+            zone=("77",),
+            naf_code="43.21A",
+            description="Installations électriques, courants forts et faibles, éclairage public.",
+            turnover=((2025, 480_000, 5),),
+        ),
     ),
     DemoFirm(
         "84012376400010",
@@ -68,6 +110,14 @@ DEMO_FIRMS = (
         "Évry-Courcouronnes",
         "Marc Lefèvre",
         "marc.lefevre@essonne-renovation.example",
+        profile=DemoProfile(
+            cpv=("45440000", "45430000", "45443000", "45321000"),
+            keywords=("peinture", "isolation thermique", "ravalement"),
+            zone=("91", "94", "77"),
+            naf_code="43.34Z",
+            description="Peinture, revêtements, ravalement et isolation thermique par l'extérieur.",
+            turnover=((2024, 1_100_000, 11), (2025, 1_200_000, 12)),
+        ),
     ),
     DemoFirm(
         "85233418400011",
@@ -77,6 +127,15 @@ DEMO_FIRMS = (
         "Arpajon",
         "Sophie Garnier",
         "sophie.garnier@paysages-hurepoix.example",
+        profile=DemoProfile(
+            cpv=("77310000", "77211400", "77340000"),
+            keywords=("espaces verts", "élagage", "tonte"),
+            zone=("91", "78"),
+            naf_code="81.30Z",
+            description="Création et entretien d'espaces verts, élagage et abattage.",
+            turnover=((2025, 420_000, 8),),
+            searches=(("Espaces verts en Essonne", 'q="espaces verts"&dep=91'),),
+        ),
     ),
     DemoFirm(
         "86104597900015",
@@ -86,10 +145,82 @@ DEMO_FIRMS = (
         "Palaiseau",
         "Thomas Nguyen",
         "thomas.nguyen@numerique-saclay.example",
+        profile=DemoProfile(
+            cpv=("72000000", "48000000", "50312000"),
+            keywords=("infogérance", "maintenance informatique", "logiciel"),
+            zone=("91", "75", "92", "78"),
+            naf_code="62.02A",
+            description="Infogérance, maintenance de parcs informatiques et développement de logiciels.",
+            turnover=((2024, 820_000, 9), (2025, 900_000, 10)),
+        ),
     ),
 )
 
 ADMIN_EMAIL = "admin@tenderpool.example"
+
+
+@dataclass(frozen=True)
+class DemoNotice:
+    key: str  # kept as the notice's procedure_id ("tenderpool-demo-…"): how a second load finds it
+    title: str
+    buyer: str
+    department: str
+    cpv: tuple[str, ...]
+    value: int | None
+    days_left: int
+    contract_type: str = "works"
+    description: str = ""
+    lots: tuple[tuple[str, str, int], ...] = ()  # (title, CPV, estimated value)
+    followed_by: tuple[str, ...] = ()  # owners' emails
+
+
+# Fictitious notices of the kind the chambers' territory publishes, so that a digest run on the
+# demo has something to announce (and the matching something to explain).
+DEMO_NOTICES = (
+    DemoNotice(
+        "tenderpool-demo-01", "Réhabilitation de l'école élémentaire Jean Jaurès", "Commune de Meaux", "77",
+        ("45453000", "45210000"), 2_400_000, 24,
+        description="<p>Réhabilitation lourde et mise en accessibilité de l'école, en site occupé.</p>",
+        lots=(("Gros œuvre", "45223220", 1_100_000), ("Menuiseries extérieures", "45421000", 380_000),
+              ("Peinture", "45442100", 160_000), ("Électricité", "45310000", 420_000)),
+        followed_by=("julien.petit@menuiserie-gatinais.example",),
+    ),
+    DemoNotice(
+        "tenderpool-demo-02", "Remplacement des menuiseries extérieures de la mairie", "Commune de Nemours",
+        "77", ("45421000",), 180_000, 18,
+        description="<p>Remplacement de 42 fenêtres bois par des menuiseries à isolation renforcée.</p>",
+    ),
+    DemoNotice(
+        "tenderpool-demo-03", "Entretien des espaces verts communaux 2027-2029", "Commune d'Arpajon", "91",
+        ("77310000",), 240_000, 21, contract_type="services",
+        description="<p>Tonte, taille, désherbage et fleurissement des espaces verts de la commune.</p>",
+    ),
+    DemoNotice(
+        "tenderpool-demo-04", "Ravalement et isolation thermique par l'extérieur du gymnase",
+        "Évry-Courcouronnes", "91", ("45443000", "45321000"), 1_600_000, 30,
+        description="<p>Isolation thermique par l'extérieur, ravalement et peinture des façades.</p>",
+    ),
+    DemoNotice(
+        "tenderpool-demo-05", "Infogérance et maintenance du parc informatique",
+        "Communauté d'agglomération Paris-Saclay", "91", ("72250000", "50312000"), 450_000, 28,
+        contract_type="services",
+        description="<p>Maintenance de 600 postes de travail, assistance aux utilisateurs, supervision.</p>",
+    ),
+    DemoNotice(
+        "tenderpool-demo-06", "Construction d'un centre technique municipal", "Commune de Chelles", "77",
+        ("45210000",), 6_500_000, 35,
+        description="<p>Construction d'un bâtiment de 2 400 m² : ateliers, garages et bureaux.</p>",
+    ),
+    DemoNotice(
+        "tenderpool-demo-07", "Élagage et abattage d'arbres d'alignement", "Département de l'Essonne", "91",
+        ("77211400", "77340000"), 90_000, 3, contract_type="services",
+        followed_by=("sophie.garnier@paysages-hurepoix.example",),
+    ),
+    DemoNotice(
+        "tenderpool-demo-08", "Nettoyage des locaux administratifs", "CCAS de Melun", "77", ("90910000",),
+        120_000, 15, contract_type="services",
+    ),
+)  # fmt: skip
 
 
 def staff_email(slug: str) -> str:
@@ -155,7 +286,83 @@ def load_demo(session: Session, settings: Settings, *, now: dt.datetime) -> list
         owner = ensure_user(demo.owner_email, demo.owner_name, Role.FIRM)
         if session.get(FirmMembership, owner.id) is None:
             session.add(FirmMembership(user_id=owner.id, firm_id=firm.id, is_owner=True, created_at=now))
+        if demo.profile is not None:
+            _ensure_profile(session, firm, owner, demo.profile, now=now)
         status = "en attente de validation" if demo.status is FirmStatus.PENDING else "validée"
         logins.append(DemoLogin(demo.owner_email, "firm", f"{demo.name} ({status})"))
     session.flush()
+    _ensure_notices(session, now=now)
     return logins
+
+
+def _ensure_profile(
+    session: Session, firm: Firm, owner: User, profile: DemoProfile, *, now: dt.datetime
+) -> None:
+    """Fill what the firm has left empty (a second load never overwrites what a user changed)."""
+    from tenderpool.notices.models import SavedSearch
+    from tenderpool.notices.search import SearchQuery
+
+    if not firm.cpv_links:
+        firm.cpv_links = [FirmCpv(cpv=code) for code in profile.cpv]
+    if not firm.keywords:
+        firm.keywords = list(profile.keywords)
+    if not firm.zone_departments:
+        firm.zone_departments = list(profile.zone)
+    firm.naf_code = firm.naf_code or profile.naf_code
+    firm.description = firm.description or profile.description
+    if firm.is_sme is None:
+        firm.is_sme = True
+    if not firm.years:
+        firm.years = [
+            FirmYear(year=year, turnover=Decimal(turnover), turnover_by_field={}, headcount=headcount)
+            for year, turnover, headcount in profile.turnover
+        ]
+    if firm.profile_updated_at is None:
+        firm.profile_updated_at = now
+    existing = set(session.scalars(select(SavedSearch.name).where(SavedSearch.user_id == owner.id)))
+    for name, raw in profile.searches:
+        if name not in existing:
+            # Stored in the canonical form the search page saves.
+            query = urlencode(SearchQuery.from_args(parse_qs(raw)).to_args())
+            session.add(SavedSearch(user_id=owner.id, name=name, query=query, is_alert=True, created_at=now))
+    session.flush()
+
+
+def _ensure_notices(session: Session, *, now: dt.datetime) -> None:
+    """Create the demo notices that are missing; give those whose deadline passed a new one."""
+    from tenderpool.notices.models import Lot, Notice, NoticeCpv, NoticeDepartment, NoticeFollow
+    from tenderpool.notices.search import refresh_search_index
+
+    touched: list[int] = []
+    for demo in DEMO_NOTICES:
+        deadline = (now + dt.timedelta(days=demo.days_left)).replace(
+            hour=11, minute=0, second=0, microsecond=0
+        )
+        notice = session.scalar(select(Notice).where(Notice.procedure_id == demo.key))
+        if notice is None:
+            notice = Notice(
+                procedure_id=demo.key, title=demo.title, buyer_name=demo.buyer,
+                description=demo.description or None,
+                contract_type=demo.contract_type, procedure_type="adapted", published_at=now.date(),
+                deadline_at=deadline, estimated_value=Decimal(demo.value) if demo.value else None,
+                currency="EUR" if demo.value else None, nuts=[], status="open", field_dates={}, is_demo=True,
+                is_manual=True, created_at=now, updated_at=now,
+            )  # fmt: skip
+            notice.cpv_links = [NoticeCpv(cpv=code, position=i) for i, code in enumerate(demo.cpv)]
+            notice.department_links = [NoticeDepartment(department=demo.department)]
+            notice.lots = [
+                Lot(number=str(i + 1), position=i, title=title, cpv=[code], estimated_value=Decimal(value))
+                for i, (title, code, value) in enumerate(demo.lots)
+            ]
+            session.add(notice)
+            session.flush()
+            touched.append(notice.id)
+        elif notice.is_demo and notice.deadline_at is not None and notice.deadline_at <= now:
+            # Keeps an old demo database usable: its notices would otherwise all be closed.
+            notice.deadline_at, notice.updated_at = deadline, now
+        for email in demo.followed_by:
+            user_id = session.scalar(select(User.id).where(User.email == email))
+            if user_id is not None and session.get(NoticeFollow, (user_id, notice.id)) is None:
+                session.add(NoticeFollow(user_id=user_id, notice_id=notice.id, created_at=now))
+    session.flush()
+    refresh_search_index(session, touched)

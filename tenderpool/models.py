@@ -2,7 +2,8 @@
 
 from tenderpool.accounts import models as accounts_models
 from tenderpool.db import Base
+from tenderpool.digests import models as digests_models
 from tenderpool.firms import models as firms_models
 from tenderpool.notices import models as notices_models
 
-__all__ = ["Base", "accounts_models", "firms_models", "notices_models"]
+__all__ = ["Base", "accounts_models", "digests_models", "firms_models", "notices_models"]

@@ -26,6 +26,7 @@ class Access(enum.StrEnum):
     PUBLIC = "public"  # anyone
     ANONYMOUS = "anonymous"  # only when logged out (login, sign-up): others are sent home
     USER = "user"  # any logged-in account, pending firms included
+    MEMBER = "member"  # a member of an approved firm, chamber staff or an admin (the shared pool)
     FIRM = "firm"  # a member of an approved firm
     FIRM_OWNER = "firm_owner"  # the owner of an approved firm
     STAFF = "staff"  # chamber staff and admins
@@ -90,7 +91,9 @@ def enforce_access() -> Response | None:
         return cast(Response, current_app.login_manager.unauthorized())  # type: ignore[attr-defined]
     if rule is Access.USER:
         return None
-    if rule in (Access.FIRM, Access.FIRM_OWNER):
+    if rule is Access.MEMBER and (user.is_staff or user.is_admin):
+        return None
+    if rule in (Access.MEMBER, Access.FIRM, Access.FIRM_OWNER):
         if not user.is_firm_user:
             abort(403)
         from tenderpool.firms.services import membership_of  # firms sits above web

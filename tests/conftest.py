@@ -152,7 +152,14 @@ def seed(test_db: TempDatabase, base_overrides: dict[str, Any]) -> Seed:
         )
         session.commit()
         return Seed(
-            admin.id, staff77.id, staff91.id, owner.id, member.id, pending.id, firm.id, pending_firm.id
+            admin.id,
+            staff77.id,
+            staff91.id,
+            owner.id,
+            member.id,
+            pending.id,
+            firm.id,
+            pending_firm.id,
         )
 
 
@@ -181,6 +188,22 @@ def session(database: Database) -> Iterator[Session]:
     s = database.session()
     yield s
     s.close()
+
+
+@dataclass
+class SeedNotice:
+    notice_id: int  # a real BOAMP notice (26-7113, départements incl. 77) with one publication
+    publication_id: int
+
+
+@pytest.fixture
+def seed_notice(session: Session) -> SeedNotice:
+    """One real notice, created inside the test's transaction."""
+    from tests import factories
+
+    notice, publication = factories.make_notice(session)
+    session.commit()
+    return SeedNotice(notice.id, publication.id)
 
 
 @pytest.fixture

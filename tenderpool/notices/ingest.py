@@ -54,6 +54,7 @@ from tenderpool.notices.models import (
     PublicationState,
 )
 from tenderpool.notices.sanitize import sanitize_html
+from tenderpool.notices.search import refresh_search_index
 from tenderpool.reference import cpv_codes
 
 log = logging.getLogger(__name__)
@@ -102,11 +103,27 @@ def fallback_key(
     buyer_siret: str | None, buyer_name: str | None, title: str | None, deadline_at: dt.datetime | None
 ) -> str | None:
     """Buyer SIRET (or normalised name) | normalised title | deadline day in Paris; None if one is missing."""
-    buyer = buyer_siret or (fold_text(buyer_name) if buyer_name else "")
-    if not buyer or not title or deadline_at is None:
-        return None
-    day = deadline_at.astimezone(PARIS).date().isoformat()
-    return f"{buyer}|{fold_text(title)[:200]}|{day}"
+    keys = fallback_keys(buyer_siret, buyer_name, title, deadline_at)
+    return keys[0] if keys else None
+
+
+def name_key(buyer_name: str | None, title: str | None, deadline_at: dt.datetime | None) -> str | None:
+    """The fallback key built on the buyer's normalised name (a source may lack the SIRET)."""
+    keys = fallback_keys(None, buyer_name, title, deadline_at)
+    return keys[0] if keys else None
+
+
+def fallback_keys(
+    buyer_siret: str | None, buyer_name: str | None, title: str | None, deadline_at: dt.datetime | None
+) -> list[str]:
+    """Every fallback key of a call: by SIRET first when known, then by buyer name."""
+    if not title or deadline_at is None:
+        return []
+    tail = f"|{fold_text(title)[:200]}|{deadline_at.astimezone(PARIS).date().isoformat()}"
+    buyers = [buyer_siret] if buyer_siret else []
+    if buyer_name and fold_text(buyer_name):
+        buyers.append(fold_text(buyer_name)[:80])
+    return [buyer + tail for buyer in buyers]
 
 
 def _valid_cpv(codes: Iterable[str], warnings: list[str]) -> list[str]:
@@ -222,8 +239,9 @@ class _Index:
     def add(self, notice: Notice) -> None:
         if notice.procedure_id:
             self.by_proc[notice.procedure_id] = notice
-        if notice.fallback_key:
-            self.by_key.setdefault(notice.fallback_key, notice)
+        for key in (notice.fallback_key, notice.name_key):
+            if key:
+                self.by_key.setdefault(key, notice)
 
 
 class _Parsed(NamedTuple):
@@ -320,6 +338,12 @@ class Ingester:
         self._link_all(parsed_items, stats)
         self._insert_new_notices()
         self.session.flush()
+        # Every notice a publication of this batch was applied to, new ones included (their ids
+        # were set by _insert_new_notices): their searchable text may have changed.
+        refresh_search_index(
+            self.session,
+            {item.publication.notice_id for item in parsed_items if item.publication.notice_id is not None},
+        )
         return stats
 
     # -- storage
@@ -429,7 +453,7 @@ class Ingester:
         """Load, in a few queries, every notice the batch may touch, and index them."""
         index = _Index()
         proc_ids = {i.parsed.procedure_id.lower() for i in items if i.parsed.procedure_id}
-        keys = {k for i in items if (k := self._fallback(i.parsed))}
+        keys = {k for i in items for k in self._fallbacks(i.parsed)}
         refs = {r for i in items for r in _previous_refs(i.parsed)}
         notice_ids = {i.publication.notice_id for i in items if i.publication.notice_id}
         ref_to_notice: dict[str, int] = {}
@@ -451,6 +475,7 @@ class Ingester:
             conditions.append(Notice.procedure_id.in_(proc_ids))
         if keys:
             conditions.append(Notice.fallback_key.in_(keys))
+            conditions.append(Notice.name_key.in_(keys))
         if notice_ids:
             conditions.append(Notice.id.in_(notice_ids))
         if not conditions:
@@ -471,8 +496,8 @@ class Ingester:
         return index
 
     @staticmethod
-    def _fallback(parsed: ParsedNotice) -> str | None:
-        return fallback_key(parsed.buyer_siret, parsed.buyer_name, parsed.title, parsed.deadline_at)
+    def _fallbacks(parsed: ParsedNotice) -> list[str]:
+        return fallback_keys(parsed.buyer_siret, parsed.buyer_name, parsed.title, parsed.deadline_at)
 
     def _find_notice(self, pub: Publication, parsed: ParsedNotice, index: _Index) -> Notice | None:
         if pub.notice is not None:
@@ -484,8 +509,10 @@ class Ingester:
         for ref in _previous_refs(parsed):
             if (found := index.by_ref.get(ref)) is not None:
                 return found
-        if parsed.nature not in FOLLOW_UP and (key := self._fallback(parsed)) is not None:
-            return index.by_key.get(key)
+        if parsed.nature not in FOLLOW_UP:
+            for key in self._fallbacks(parsed):
+                if (found := index.by_key.get(key)) is not None:
+                    return found
         return None
 
     def _link_one(
@@ -515,7 +542,10 @@ class Ingester:
             self._new_notices.append(notice)
         self._attach(pub, notice)
         pub.state = PublicationState.LINKED.value
-        changed = self._apply(notice, pub, parsed, is_new=created)
+        # A publication pinned to a notice by staff (merge, split) must not take a procedure id
+        # that another notice already holds.
+        owner = index.by_proc.get(parsed.procedure_id.lower()) if parsed.procedure_id else None
+        changed = self._apply(notice, pub, parsed, is_new=created, claim_procedure_id=owner in (None, notice))
         index.add(notice)
         for ref in _self_refs(parsed):
             index.by_ref[ref] = notice
@@ -663,13 +693,23 @@ class Ingester:
 
     # -- applying a publication to its notice
 
-    def _apply(self, notice: Notice, pub: Publication, parsed: ParsedNotice, *, is_new: bool) -> bool:
+    def _apply(
+        self,
+        notice: Notice,
+        pub: Publication,
+        parsed: ParsedNotice,
+        *,
+        is_new: bool,
+        claim_procedure_id: bool = True,
+    ) -> bool:
         """Apply one publication's values; return True if a live field changed on an existing notice."""
         warnings = list(parsed.warnings)
         when = (parsed.published_at or self.now.date()).isoformat()
         follow_up = parsed.nature in FOLLOW_UP
         changed = False
         dates: dict[str, Any] = dict(notice.field_dates or {})
+        locks: dict[str, Any] = dict(notice.locked_fields or {})
+        conflicts: dict[str, Any] = dict(notice.conflicts or {})
 
         def may_set(name: str, current: Any) -> bool:
             set_on, set_by = dates.get(name) or [None, None]
@@ -689,9 +729,22 @@ class Ingester:
             nonlocal changed
             if new in (None, "", [], ()):
                 return
-            if same(current, new):
+            lock = locks.get(name)
+            if lock is not None:
+                if _display(new) == lock.get("source_value"):
+                    return  # the source still says what it said when staff edited the field: keep the edit
+                # The source changed the field again: it wins, and staff see the conflict.
+                conflicts[name] = {
+                    "edited": lock.get("value"), "source_value": _display(new), "source_ref": pub.source_ref,
+                    "at": self.now.isoformat(), "by": lock.get("by"),
+                }  # fmt: skip
+                locks.pop(name)
+            elif same(current, new):
+                # Already this value (e.g. the title a new notice starts with): remember who set it,
+                # so that a corrected re-publication of the same record may change it later.
+                dates.setdefault(name, [when, pub.id])
                 return
-            if not may_set(name, current):
+            elif not may_set(name, current):
                 return
             setter(new)
             dates[name] = [when, pub.id]
@@ -743,7 +796,7 @@ class Ingester:
             lambda v: self._set_lots(notice, v),
             same=lambda a, b: _comparable_lots(a) == _comparable_lots(b),
         )
-        if parsed.procedure_id and not notice.procedure_id:
+        if parsed.procedure_id and not notice.procedure_id and claim_procedure_id:
             notice.procedure_id = parsed.procedure_id.lower()
         if parsed.nature in (Nature.INITIAL, Nature.PRIOR_INFORMATION, Nature.OTHER) and parsed.published_at:
             if notice.published_at is None or parsed.published_at < notice.published_at:
@@ -751,13 +804,19 @@ class Ingester:
         elif notice.published_at is None and parsed.published_at:
             notice.published_at = parsed.published_at
         if notice.fallback_key is None and not follow_up:
-            notice.fallback_key = self._fallback(parsed)
+            keys = self._fallbacks(parsed)
+            notice.fallback_key = keys[0] if keys else None
+            notice.name_key = name_key(parsed.buyer_name, parsed.title, parsed.deadline_at)
 
         if parsed.nature is Nature.AWARD or parsed.awards:
             changed |= self._apply_awards(notice, pub, parsed, is_new=is_new)
         if parsed.nature is Nature.CANCELLATION or parsed.is_cancelled:
             changed |= self._set_status(notice, pub, NoticeStatus.CANCELLED, is_new=is_new)
         notice.field_dates = dates
+        if locks != (notice.locked_fields or {}):
+            notice.locked_fields = locks
+        if conflicts != (notice.conflicts or {}):
+            notice.conflicts = conflicts
         pub.warnings = warnings
         if changed or is_new:
             notice.updated_at = self.now

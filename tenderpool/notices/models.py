@@ -58,7 +58,9 @@ class Notice(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     procedure_id: Mapped[str | None] = mapped_column(String(64), unique=True)
+    # Fallback linking keys (see README "Linking"): by buyer SIRET when known, and always by buyer name.
     fallback_key: Mapped[str | None] = mapped_column(String(300), index=True)
+    name_key: Mapped[str | None] = mapped_column(String(300), index=True)
     title: Mapped[str] = mapped_column(Text)
     buyer_name: Mapped[str | None] = mapped_column(Text)
     buyer_siret: Mapped[str | None] = mapped_column(String(14), index=True)

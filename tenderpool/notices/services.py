@@ -9,13 +9,22 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
 from scrapers.base import RawRecord
 from scrapers.files import iter_file_records
+from tenderpool.errors import NotFound, ValidationError
 from tenderpool.notices.ingest import Ingester, IngestStats, decompress
-from tenderpool.notices.models import Notice, Publication, PublicationState
+from tenderpool.notices.models import (
+    Notice,
+    NoticeDismissal,
+    NoticeFollow,
+    NoticeStatus,
+    Publication,
+    PublicationState,
+    SavedSearch,
+)
 
 PARIS = ZoneInfo("Europe/Paris")
 EXPORT_KEYS = (
@@ -153,3 +162,152 @@ def quarantined(session: Session, *, limit: int = 200) -> list[Publication]:
         select(Publication).where(Publication.state == PublicationState.QUARANTINED.value)
         .order_by(Publication.created_at.desc()).limit(limit)
     ))  # fmt: skip
+
+
+def rebuild_notice(session: Session, notice: Notice, *, now: dt.datetime) -> None:
+    """Recompute a notice's source fields from its remaining publications (after a split)."""
+    for name in (
+        "buyer_name",
+        "buyer_siret",
+        "description",
+        "contract_type",
+        "procedure_type",
+        "deadline_at",
+        "estimated_value",
+        "currency",
+        "url",
+        "dce_url",
+        "published_at",
+        "procedure_id",
+        "fallback_key",
+        "name_key",
+    ):
+        setattr(notice, name, None)
+    notice.nuts = []
+    notice.field_dates = {}
+    notice.status = NoticeStatus.OPEN.value
+    notice.lots = []
+    notice.awards = []
+    notice.cpv_links = []
+    notice.department_links = []
+    session.flush()
+    reparse(session, now=now, publication_ids=[p.id for p in notice.publications])
+
+
+# --------------------------------------------------------------------------- following and feedback
+
+DISMISS_REASONS = {
+    "too_far": "Trop loin de notre zone d'intervention",
+    "too_big": "Trop gros pour nous, même en groupement",
+    "too_small": "Trop petit ou peu rentable",
+    "not_our_trade": "Hors de notre métier",
+    "buyer": "Acheteur avec lequel nous ne travaillons pas",
+    "deadline": "Délai de réponse trop court",
+    "other": "Autre raison",
+}
+
+
+def visible_notice(session: Session, notice_id: int) -> Notice:
+    """A notice members may see (not rejected); a merged one redirects through ``merged_into_id``."""
+    notice = session.get(Notice, notice_id)
+    if notice is None:
+        raise NotFound("Avis introuvable.")
+    return notice
+
+
+def is_following(session: Session, user_id: int, notice_id: int) -> bool:
+    return session.get(NoticeFollow, (user_id, notice_id)) is not None
+
+
+def follow(session: Session, user_id: int, notice: Notice, *, now: dt.datetime) -> bool:
+    """Add a notice to the user's watch list; False if it was already there."""
+    if session.get(NoticeFollow, (user_id, notice.id)) is not None:
+        return False
+    session.add(NoticeFollow(user_id=user_id, notice_id=notice.id, created_at=now))
+    session.flush()
+    return True
+
+
+def unfollow(session: Session, user_id: int, notice: Notice) -> None:
+    row = session.get(NoticeFollow, (user_id, notice.id))
+    if row is not None:
+        session.delete(row)
+        session.flush()
+
+
+def followed_notices(session: Session, user_ids: list[int]) -> list[Notice]:
+    """The watch list: notices followed by these users (a firm's members), soonest deadline first."""
+    return list(
+        session.scalars(
+            select(Notice)
+            .where(Notice.id.in_(select(NoticeFollow.notice_id).where(NoticeFollow.user_id.in_(user_ids))))
+            .order_by(Notice.deadline_at.is_(None), Notice.deadline_at, Notice.id)
+            .options(selectinload(Notice.lots), selectinload(Notice.publications))
+        )
+    )
+
+
+def dismiss(
+    session: Session,
+    firm_id: int,
+    notice: Notice,
+    *,
+    by_id: int,
+    reason: str,
+    comment: str | None,
+    now: dt.datetime,
+) -> None:
+    """The firm is not interested: the notice leaves its suggestions and the reason teaches matching."""
+    if reason not in DISMISS_REASONS:
+        raise ValidationError("Choisissez une raison dans la liste.", field="reason")
+    comment = (comment or "").strip()[:1000] or None
+    row = session.get(NoticeDismissal, (firm_id, notice.id))
+    if row is None:
+        session.add(NoticeDismissal(firm_id=firm_id, notice_id=notice.id, reason=reason, comment=comment,
+                                    by_id=by_id, created_at=now))  # fmt: skip
+    else:
+        row.reason, row.comment, row.by_id, row.created_at = reason, comment, by_id, now
+    session.flush()
+
+
+def undismiss(session: Session, firm_id: int, notice: Notice) -> None:
+    row = session.get(NoticeDismissal, (firm_id, notice.id))
+    if row is not None:
+        session.delete(row)
+        session.flush()
+
+
+def dismissal_of(session: Session, firm_id: int, notice_id: int) -> NoticeDismissal | None:
+    return session.get(NoticeDismissal, (firm_id, notice_id))
+
+
+def save_search(session: Session, user_id: int, *, name: str, query: str, now: dt.datetime) -> SavedSearch:
+    """Keep a search under a name; the digest alerts on its new matches."""
+    name = " ".join(name.split())
+    if not name or len(name) > 120:
+        raise ValidationError("Donnez un nom (120 caractères au plus) à cette recherche.", field="name")
+    if len(query) > 2000:
+        raise ValidationError("Recherche trop longue.")
+    count = session.scalar(
+        select(func.count()).select_from(SavedSearch).where(SavedSearch.user_id == user_id)
+    )
+    if (count or 0) >= 50:
+        raise ValidationError("Vous avez déjà 50 recherches enregistrées : supprimez-en une.")
+    saved = SavedSearch(user_id=user_id, name=name, query=query, created_at=now)
+    session.add(saved)
+    session.flush()
+    return saved
+
+
+def saved_searches(session: Session, user_id: int) -> list[SavedSearch]:
+    return list(
+        session.scalars(select(SavedSearch).where(SavedSearch.user_id == user_id).order_by(SavedSearch.name))
+    )
+
+
+def delete_saved_search(session: Session, user_id: int, search_id: int) -> None:
+    saved = session.get(SavedSearch, search_id)
+    if saved is None or saved.user_id != user_id:
+        raise NotFound("Recherche introuvable.")
+    session.delete(saved)
+    session.flush()

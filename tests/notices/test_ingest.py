@@ -85,16 +85,13 @@ def test_boamp_normalisation(session: Session) -> None:
 
 
 def test_cpv_codes_are_checked_against_the_cpv_list(session: Session) -> None:
-    record = boamp_records()[0]
-    donnees = json.loads(record["donnees"])
-    text = json.dumps(donnees).replace('"79200000"', '"79200009"', 1)
-    if text == json.dumps(donnees):
-        return  # nothing to corrupt in this record
-    record = {**record, "donnees": text}
+    record = boamp_records()[0]  # 26-7298, main CPV 45432111
+    assert '"45432111"' in record["donnees"]
+    record = {**record, "donnees": record["donnees"].replace('"45432111"', '"45432119"')}
     ingest_records(session, [boamp_raw(record)], now=NOW)
     pub = session.scalars(select(Publication)).one()
-    assert any("79200009" in w for w in pub.warnings)
-    assert pub.notice is not None and "79200009" not in pub.notice.cpv
+    assert any("45432119" in w for w in pub.warnings)
+    assert pub.notice is not None and "45432119" not in pub.notice.cpv
 
 
 def test_bad_record_is_quarantined_and_the_rest_is_stored(session: Session) -> None:

@@ -1,0 +1,1 @@
+"""Daily and weekly email digests, saved-search alerts and reminders."""
