@@ -19,6 +19,7 @@ from werkzeug.wrappers import Response
 
 from tenderpool.accounts.models import AuditEvent
 from tenderpool.errors import DomainError, NotFound, ValidationError
+from tenderpool.firms.matching import staff_notice_matches
 from tenderpool.firms.services import membership_of
 from tenderpool.notices import curation, services
 from tenderpool.notices.forms import EditNoticeForm, ManualNoticeForm
@@ -160,6 +161,7 @@ def detail(notice_id: int) -> str | Response:
         is_staff=_is_staff(),
         firm_id=firm_id,
         editable_fields=curation.EDITABLE_FIELDS,
+        firm_matches=staff_notice_matches(db, notice, current_user) if _is_staff() else None,
     )
 
 

@@ -48,6 +48,22 @@ def test_notice_page_shows_lots_cpv_labels_and_history(
     assert "Lots" in page and "TOITURE" in page
     assert "Historique des modifications" in page and "Aucune modification" in page
     assert "Curation (équipe CCI)" not in page
+    assert "Entreprises de la chambre qui correspondent" not in page
+
+
+def test_staff_see_which_firms_of_their_chamber_match(
+    client: FlaskClient, session: Session, seed: Seed, seed_notice: SeedNotice
+) -> None:
+    from tenderpool.firms.models import Firm, FirmCpv
+
+    firm = session.get(Firm, seed.firm_id)
+    assert firm is not None
+    firm.cpv_links = [FirmCpv(cpv="45000000")]
+    session.commit()
+    login_as(client, session, seed.staff77_id)
+    page = text_of(client.get(f"/avis/{seed_notice.notice_id}"))
+    assert "Entreprises de la chambre qui correspondent" in page
+    assert firm.name in page and "45000000" in page
 
 
 def test_follow_and_watchlist_shared_by_the_firm(
