@@ -80,6 +80,29 @@ def days_left(deadline: dt.datetime | None) -> str:
     return f"dans {days} jours"
 
 
+PROCEDURE_LABELS = {
+    "open": "Procédure ouverte",
+    "restricted": "Procédure restreinte",
+    "adapted": "Procédure adaptée",
+    "negotiated": "Procédure négociée",
+    "negotiated-without-call": "Procédure négociée sans publicité",
+    "competitive-dialogue": "Dialogue compétitif",
+    "innovation": "Partenariat d'innovation",
+    "innovation-partnership": "Partenariat d'innovation",
+    "competitive-tendering": "Procédure concurrentielle avec négociation",
+    "other-single-stage": "Autre procédure en une étape",
+    "other-multiple-stage": "Autre procédure en plusieurs étapes",
+}
+
+
+@bp.app_template_filter("procedure_label")
+def procedure_label(code: str | None) -> str:
+    """The French name of a procedure code; a source's own label is shown as it is."""
+    if not code:
+        return "non renseignée"
+    return PROCEDURE_LABELS.get(code, code)
+
+
 @bp.app_template_filter("cpv_label")
 def _cpv_label(code: str) -> str:
     return cpv_label(code) or "code inconnu"

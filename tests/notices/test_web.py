@@ -46,6 +46,7 @@ def test_notice_page_shows_lots_cpv_labels_and_history(
     assert "Rénovation de la caserne de gendarmerie" in page
     assert "45443000 — Travaux de façade" in page
     assert "Lots" in page and "TOITURE" in page
+    assert "Procédure ouverte" in page
     assert "Historique des modifications" in page and "Aucune modification" in page
     assert "Curation (équipe CCI)" not in page
     assert "Entreprises de la chambre qui correspondent" not in page
