@@ -154,7 +154,7 @@ def _register_errors(app: Flask) -> None:
         ), exc.status_code
 
     @app.errorhandler(HTTPException)
-    def _http(exc: HTTPException) -> tuple[str, int] | HTTPException:
+    def _http(exc: HTTPException) -> tuple[str, int, dict[str, str]] | HTTPException:
         code = exc.code or 500
         if code < 400:
             return exc
@@ -167,7 +167,9 @@ def _register_errors(app: Flask) -> None:
             429: ("Trop de requêtes", "Vous avez fait trop de requêtes. Réessayez dans quelques minutes."),
         }
         title, message = titles.get(code, ("Erreur", exc.description or ""))
-        return render_template("errors/error.html", code=code, title=title, message=message), code
+        # Keep what the exception says about the resource (Allow on 405, Retry-After on 429).
+        kept = {k: v for k, v in exc.get_headers() if k in ("Allow", "Retry-After")}
+        return render_template("errors/error.html", code=code, title=title, message=message), code, kept
 
     @app.errorhandler(500)
     def _server_error(exc: Exception) -> tuple[str, int]:

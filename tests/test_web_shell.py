@@ -55,6 +55,13 @@ def test_french_error_pages(client: FlaskClient, session: Session, seed: Seed) -
     assert forbidden.status_code == 403 and "Accès refusé" in text_of(forbidden)
 
 
+def test_method_not_allowed_keeps_the_allow_header(client: FlaskClient) -> None:
+    response = client.get("/deconnexion")
+    assert response.status_code == 405
+    assert "POST" in response.headers["Allow"]
+    assert "Méthode non autorisée" in text_of(response)
+
+
 def test_server_error_page(app: Any) -> None:
     app.config["PROPAGATE_EXCEPTIONS"] = False
 
