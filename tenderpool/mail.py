@@ -61,10 +61,6 @@ def queue(session: Session, mail: OutgoingMail) -> None:
     session.info.setdefault(_QUEUE_KEY, []).append(mail)
 
 
-def pending(session: Session) -> list[OutgoingMail]:
-    return list(session.info.get(_QUEUE_KEY, []))
-
-
 class Mailer:
     """Sends messages over SMTP, or writes them to the file outbox."""
 

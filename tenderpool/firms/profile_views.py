@@ -429,8 +429,6 @@ def edit_reference(reference_id: int) -> str | Response | tuple[str, int]:
 def delete_reference(reference_id: int) -> Response:
     db = db_session()
     _not_found_or(lambda: profile.firm_reference(db, _firm(), reference_id))
-    if not EmptyForm().validate_on_submit():
-        abort(400)
     profile.delete_reference(db, _firm(), reference_id, by=current_user, ip=client_ip(), now=_now())
     db.commit()
     flash("Référence supprimée.", "info")
@@ -498,8 +496,6 @@ def _certification_page(certification: Any) -> str | Response | tuple[str, int]:
 def delete_certification(certification_id: int) -> Response:
     db = db_session()
     _not_found_or(lambda: profile.firm_certification(db, _firm(), certification_id))
-    if not EmptyForm().validate_on_submit():
-        abort(400)
     profile.delete_certification(db, _firm(), certification_id, by=current_user, ip=client_ip(), now=_now())
     db.commit()
     flash("Certification supprimée.", "info")
@@ -569,8 +565,6 @@ def documents_page() -> str | Response | tuple[str, int]:
 def delete_document(document_id: int) -> Response:
     db = db_session()
     _not_found_or(lambda: documents.firm_document(db, _firm(), document_id))
-    if not EmptyForm().validate_on_submit():
-        abort(400)
     try:
         key = documents.delete_document(db, _membership(), document_id, ip=client_ip(), now=_now())
     except DomainError as exc:

@@ -119,8 +119,6 @@ def invite() -> Response | tuple[str, int]:
 @bp.route("/entreprise/invitations/<int:invitation_id>/retirer", methods=["POST"])
 @access(Access.FIRM_OWNER)
 def revoke_invitation(invitation_id: int) -> Response:
-    if not EmptyForm().validate_on_submit():
-        abort(400)
     db = db_session()
     try:
         services.revoke_invitation(db, g.membership, invitation_id, ip=client_ip(), now=_now())
@@ -187,8 +185,6 @@ def approve(firm_id: int) -> Response:
         firm = services.get_firm_for_staff(db, current_user, firm_id)
     except DomainError:
         abort(404)
-    if not EmptyForm().validate_on_submit():
-        abort(400)
     try:
         services.approve_firm(db, firm, by=current_user, ip=client_ip(), now=_now())
     except DomainError as exc:

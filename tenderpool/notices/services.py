@@ -157,13 +157,6 @@ def import_file(
     return Ingester(session, now=now, is_demo=is_demo).ingest(iter_file_records(path, source=source))
 
 
-def quarantined(session: Session, *, limit: int = 200) -> list[Publication]:
-    return list(session.scalars(
-        select(Publication).where(Publication.state == PublicationState.QUARANTINED.value)
-        .order_by(Publication.created_at.desc()).limit(limit)
-    ))  # fmt: skip
-
-
 def rebuild_notice(session: Session, notice: Notice, *, now: dt.datetime) -> None:
     """Recompute a notice's source fields from its remaining publications (after a split)."""
     for name in (
@@ -205,14 +198,6 @@ DISMISS_REASONS = {
     "deadline": "Délai de réponse trop court",
     "other": "Autre raison",
 }
-
-
-def visible_notice(session: Session, notice_id: int) -> Notice:
-    """A notice members may see (not rejected); a merged one redirects through ``merged_into_id``."""
-    notice = session.get(Notice, notice_id)
-    if notice is None:
-        raise NotFound("Avis introuvable.")
-    return notice
 
 
 def is_following(session: Session, user_id: int, notice_id: int) -> bool:

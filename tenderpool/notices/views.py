@@ -23,7 +23,7 @@ from tenderpool.firms.matching import staff_notice_matches
 from tenderpool.firms.services import membership_of
 from tenderpool.notices import curation, services
 from tenderpool.notices.forms import EditNoticeForm, ManualNoticeForm
-from tenderpool.notices.models import Notice, NoticeCpv, NoticeDepartment, Publication, ScrapeRun
+from tenderpool.notices.models import Notice, NoticeCpv, NoticeDepartment, Publication
 from tenderpool.notices.scrape import last_runs
 from tenderpool.notices.search import CONTRACT_TYPES, SearchQuery, search_notices
 from tenderpool.pagination import paginate
@@ -744,6 +744,3 @@ def runs() -> str:
     return render_template(
         "notices/runs.html", by_source=by_source, cursors=cursors, source_labels=SOURCE_LABELS
     )
-
-
-__all__ = ["ScrapeRun", "bp"]
