@@ -124,3 +124,13 @@ def test_nested_rollback_keeps_the_outer_queue(app: Any, session: Session, outbo
         nested.rollback()
         session.commit()
     assert [m["Subject"] for m in outbox()] == ["Gardé"]
+
+
+def test_audit_log_names_actions_in_french(client: FlaskClient, session: Session, seed: Seed) -> None:
+    from tenderpool.accounts.services import record_audit
+
+    record_audit(session, "firm_approved", target_type="firm", target_id=seed.firm_id)
+    session.commit()
+    login_as(client, session, seed.admin_id)
+    page = text_of(client.get("/admin/journal"))
+    assert "entreprise validée" in page

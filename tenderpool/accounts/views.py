@@ -26,6 +26,50 @@ from tenderpool.web import Access, access, client_ip, db_session, safe_next, set
 
 bp = Blueprint("accounts", __name__)
 
+# French names of the audit actions (an action without a name here is shown as its code).
+AUDIT_LABELS = {
+    "login": "connexion",
+    "logout": "déconnexion",
+    "login_failed": "échec de connexion",
+    "login_throttled": "connexion bloquée (trop de tentatives)",
+    "login_refused_inactive": "connexion refusée (compte désactivé)",
+    "password_changed": "mot de passe changé",
+    "password_reset_requested": "réinitialisation demandée",
+    "password_reset_unknown": "réinitialisation demandée pour une adresse inconnue",
+    "password_reset": "mot de passe réinitialisé",
+    "password_set_by_operator": "mot de passe défini par un opérateur",
+    "role_changed": "rôle modifié",
+    "firm_signup": "inscription d'entreprise",
+    "firm_approved": "entreprise validée",
+    "firm_refused": "entreprise refusée",
+    "firm_colleague_invited": "collègue invité",
+    "firm_colleague_joined": "collègue inscrit",
+    "firm_invitation_revoked": "invitation retirée",
+    "firm_profile_updated": "profil modifié",
+    "firm_directory_updated": "annuaire modifié",
+    "firm_document_uploaded": "document déposé",
+    "firm_document_downloaded": "document téléchargé",
+    "firm_document_deleted": "document supprimé",
+    "ics_token_created": "flux agenda créé",
+    "ics_token_regenerated": "flux agenda renouvelé",
+    "notice_featured": "avis mis en avant",
+    "notice_unfeatured": "mise en avant retirée",
+    "notice_rejected": "avis rejeté",
+    "notice_restored": "avis remis dans le fonds commun",
+    "notice_tagged": "avis étiqueté",
+    "notice_untagged": "étiquette retirée",
+    "notice_edited": "avis modifié",
+    "notice_conflict_resolved": "conflit résolu",
+    "notice_merged": "avis fusionnés",
+    "notice_split": "publication détachée",
+    "notice_created_manually": "avis ajouté à la main",
+}
+
+
+@bp.app_template_filter("audit_label")
+def audit_label(action: str) -> str:
+    return AUDIT_LABELS.get(action, action)
+
 
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
