@@ -18,6 +18,7 @@ from werkzeug.wrappers import Response
 
 from tenderpool.config import Settings
 from tenderpool.db import Database
+from tenderpool.storage import LocalStorage, Storage, UploadSettings, upload_settings
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -62,6 +63,31 @@ def db_session() -> Session:
     if "db_session" not in g:
         g.db_session = database().session()
     return cast(Session, g.db_session)
+
+
+def uploads() -> UploadSettings:
+    """The validated ``[uploads]`` settings (checked once at start-up by ``create_app``)."""
+    ext = current_app.extensions
+    if "tenderpool.uploads" not in ext:
+        ext["tenderpool.uploads"] = upload_settings(settings())
+    value: UploadSettings = ext["tenderpool.uploads"]
+    return value
+
+
+def storage() -> Storage:
+    """The app's storage; tests (and a future object store) put their own in app.extensions."""
+    ext = current_app.extensions
+    if "tenderpool.storage" not in ext:
+        ext["tenderpool.storage"] = LocalStorage(uploads().root)
+    value: Storage = ext["tenderpool.storage"]
+    return value
+
+
+def read_upload(file: Any) -> tuple[str | None, bytes]:
+    """The upload's name and at most max_bytes + 1 bytes: enough to tell it is too big."""
+    if file is None or not file.filename:
+        return None, b""
+    return file.filename, file.stream.read(uploads().max_bytes + 1)
 
 
 def close_db_session(_exc: BaseException | None = None) -> None:

@@ -11,7 +11,6 @@ from zoneinfo import ZoneInfo
 from flask import (
     Blueprint,
     abort,
-    current_app,
     flash,
     g,
     redirect,
@@ -21,7 +20,6 @@ from flask import (
     url_for,
 )
 from flask_login import current_user
-from werkzeug.datastructures import FileStorage
 from werkzeug.wrappers import Response
 from wtforms import SelectChoice
 
@@ -42,8 +40,7 @@ from tenderpool.firms.profile_forms import (
 )
 from tenderpool.firms.services import get_firm_for_staff, membership_of
 from tenderpool.reference import cpv_label, departments
-from tenderpool.storage import LocalStorage, Storage, UploadSettings, upload_settings
-from tenderpool.web import Access, access, client_ip, db_session, settings
+from tenderpool.web import Access, access, client_ip, db_session, read_upload, settings, storage, uploads
 
 bp = Blueprint("profiles", __name__)
 PARIS = ZoneInfo("Europe/Paris")
@@ -60,21 +57,8 @@ def _today() -> dt.date:
     return _now().astimezone(PARIS).date()
 
 
-def _uploads() -> UploadSettings:
-    ext = current_app.extensions
-    if "tenderpool.uploads" not in ext:
-        ext["tenderpool.uploads"] = upload_settings(settings())
-    uploads: UploadSettings = ext["tenderpool.uploads"]
-    return uploads
-
-
-def _storage() -> Storage:
-    """The app's storage; tests (and a future object store) put their own in app.extensions."""
-    ext = current_app.extensions
-    if "tenderpool.storage" not in ext:
-        ext["tenderpool.storage"] = LocalStorage(_uploads().root)
-    storage: Storage = ext["tenderpool.storage"]
-    return storage
+_uploads = uploads
+_storage = storage
 
 
 def _membership() -> FirmMembership:
@@ -102,11 +86,7 @@ def _not_found_or(call: Callable[[], F]) -> F:
         abort(404)
 
 
-def _read_upload(file: FileStorage | None) -> tuple[str | None, bytes]:
-    """The upload's name and at most max_bytes + 1 bytes: enough to tell it is too big."""
-    if file is None or not file.filename:
-        return None, b""
-    return file.filename, file.stream.read(_uploads().max_bytes + 1)
+_read_upload = read_upload
 
 
 def _commit_or_forget(keys: list[str]) -> None:

@@ -23,6 +23,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -102,6 +103,9 @@ class Notice(Base):
     merged_into_id: Mapped[int | None] = mapped_column(
         ForeignKey("notices.id", ondelete="SET NULL"), index=True
     )
+    # R2142-21 / R2151-7: the consultation documents forbid a firm to bid both alone and in a
+    # groupement, or in several groupements, for the same lot. Recorded by chamber staff.
+    multiple_bids_forbidden: Mapped[bool] = mapped_column(default=False, server_default=false())
 
     lots: Mapped[list[Lot]] = relationship(
         back_populates="notice", cascade="all, delete-orphan", order_by="Lot.position"
