@@ -8,15 +8,24 @@ STAMP := $(VENV)/.installed-stamp
 TENDERPOOL_TEST_POSTGRES ?= auto
 export TENDERPOOL_TEST_POSTGRES
 
-.PHONY: install run test test-sqlite test-postgres lint clean
+.PHONY: install run test system-deps test-sqlite test-postgres lint clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]'
+	PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 $(PY) -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
-install: $(STAMP)
+# axe-core for the accessibility checks of the browser journeys (tests/browser), from the npm
+# registry at install time, never at test time; Chromium itself comes from Debian (system-deps).
+AXE := tests/browser/node_modules/axe-core/axe.min.js
+
+$(AXE): tests/browser/package.json tests/browser/package-lock.json
+	@command -v npm >/dev/null || { echo "npm is missing (Debian package nodejs): needed for tests/browser" >&2; exit 1; }
+	PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --prefix tests/browser --no-audit --no-fund
+	touch $(AXE)
+
+install: $(STAMP) $(AXE)
 
 run: $(STAMP)
 	$(VENV)/bin/tenderpool run
@@ -26,10 +35,10 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check tenderpool scrapers
 	$(VENV)/bin/mypy
 
-test-sqlite: $(STAMP)
+test-sqlite: $(STAMP) $(AXE)
 	TENDERPOOL_TEST_DB=sqlite $(PY) -m pytest -q
 
-test-postgres: $(STAMP)
+test-postgres: $(STAMP) $(AXE)
 	@if .ci/postgres.sh; then \
 		TENDERPOOL_TEST_DB=postgres $(PY) -m pytest -q; \
 	elif [ "$(TENDERPOOL_TEST_POSTGRES)" = "required" ]; then \
@@ -40,7 +49,11 @@ test-postgres: $(STAMP)
 		echo "WARNING: no PostgreSQL on 127.0.0.1:5432: the PostgreSQL pass did NOT run" >&2; \
 	fi
 
-test: lint test-sqlite test-postgres
+# Debian packages the suite needs (fonts, poppler-utils, chromium): installed when missing.
+system-deps:
+	.ci/system-packages.sh
+
+test: system-deps lint test-sqlite test-postgres
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache tests/browser/node_modules

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import logging
-import secrets
 from typing import Any
 
+import jinja2
+import jinja2.bccache
 from flask import Flask, g, render_template, request
 from flask_login import LoginManager
 from flask_wtf.csrf import CSRFError, CSRFProtect
@@ -28,6 +29,26 @@ CSP = (
 )
 
 
+class _SharedBytecodeCache(jinja2.BytecodeCache):
+    """Compiled templates shared by every app of the process. Production builds one app per
+    process; the test suite builds one per test, and compiling the templates again each time
+    was most of its run time. Buckets are keyed by template name and source checksum."""
+
+    def __init__(self) -> None:
+        self._code: dict[str, bytes] = {}
+
+    def load_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
+        code = self._code.get(bucket.key)
+        if code is not None:
+            bucket.bytecode_from_string(code)
+
+    def dump_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
+        self._code[bucket.key] = bucket.bytecode_to_string()
+
+
+_BYTECODE_CACHE = _SharedBytecodeCache()
+
+
 def build_app(overrides: dict[str, Any] | None = None, *, database: Database | None = None) -> Flask:
     settings = load_settings(overrides=overrides)
     logs.configure(settings)
@@ -37,6 +58,7 @@ def build_app(overrides: dict[str, Any] | None = None, *, database: Database | N
         static_folder=str(STATIC_DIR),
         instance_path=str(settings.instance_path.resolve()),
     )
+    app.jinja_options = {**app.jinja_options, "bytecode_cache": _BYTECODE_CACHE}
     app.config.update(
         SECRET_KEY=settings.secret_key,
         SESSION_COOKIE_HTTPONLY=True,
@@ -61,6 +83,9 @@ def build_app(overrides: dict[str, Any] | None = None, *, database: Database | N
     from tenderpool.storage import upload_settings
 
     upload_settings(settings)
+    from tenderpool.scheduler import check_job_settings  # the job tables name registered jobs
+
+    check_job_settings(settings)
 
     _init_database(app, settings, database)
     _init_security(app)
@@ -97,7 +122,7 @@ def _init_security(app: Flask) -> None:
 
     @app.before_request
     def _request_id() -> None:
-        g.request_id = request.headers.get("X-Request-Id", "")[:64] or secrets.token_hex(8)
+        g.request_id = logs.request_id_from(request.headers.get("X-Request-ID"))
 
     app.before_request(enforce_access)
 
@@ -123,10 +148,14 @@ def _register_blueprints(app: Flask) -> None:
     from tenderpool import views
     from tenderpool.accounts.views import bp as accounts_bp
     from tenderpool.api import views as api_views
+    from tenderpool.consortia.views import bp as consortia_bp
+    from tenderpool.dashboard.views import bp as dashboard_bp
     from tenderpool.digests.views import bp as digests_bp
+    from tenderpool.dossiers.views import bp as dossiers_bp
     from tenderpool.firms.profile_views import bp as profiles_bp
     from tenderpool.firms.views import bp as firms_bp
     from tenderpool.notices.views import bp as notices_bp
+    from tenderpool.ops.views import bp as ops_bp
 
     app.register_blueprint(views.bp)
     app.register_blueprint(accounts_bp)
@@ -136,6 +165,10 @@ def _register_blueprints(app: Flask) -> None:
     app.register_blueprint(api_views.feeds)
     app.register_blueprint(profiles_bp)
     app.register_blueprint(digests_bp)
+    app.register_blueprint(consortia_bp)
+    app.register_blueprint(ops_bp)
+    app.register_blueprint(dossiers_bp)
+    app.register_blueprint(dashboard_bp)
     # Static files are public by nature.
     static_view: Any = app.view_functions["static"]
     static_view.tenderpool_access = Access.PUBLIC

@@ -474,7 +474,7 @@ def _load_demo(ctx: Context, *, force: bool, quiet: bool) -> list[Any]:
             "refusing to load demo accounts in production (use --force if you mean it)"
         )
     with ctx.db.session_scope() as session:
-        logins = load_demo(session, ctx.settings, now=dt.datetime.now(dt.UTC))
+        logins = load_demo(session, ctx.settings, now=dt.datetime.now(dt.UTC), samples=True)
     if not quiet:
         click.echo(f"Données de démonstration chargées ({len(logins)} comptes).")
     return logins
@@ -484,11 +484,13 @@ def _load_demo(ctx: Context, *, force: bool, quiet: bool) -> list[Any]:
 @click.option("--host", default=None, help="Address to listen on (server.host).")
 @click.option("--port", default=None, type=int, help="Port (server.port).")
 @click.option("--no-demo", is_flag=True, help="Do not load the demo data.")
+@click.option("--no-scheduler", is_flag=True, help="Do not start a scheduler beside the server.")
 @pass_ctx
-def run(ctx: Context, host: str | None, port: int | None, no_demo: bool) -> None:
-    """Development: upgrade the database, load the demo data once, and serve the app."""
+def run(ctx: Context, host: str | None, port: int | None, no_demo: bool, no_scheduler: bool) -> None:
+    """Development: upgrade the database, load the demo data once, and serve the app with a scheduler."""
     from tenderpool import migrate
     from tenderpool.app import build_app
+    from tenderpool.ops.cli import dev_scheduler
 
     settings = ctx.settings
     migrate.upgrade(ctx.db.engine)
@@ -503,7 +505,11 @@ def run(ctx: Context, host: str | None, port: int | None, no_demo: bool) -> None
             click.echo(f"  {login.email:<45} {login.label}")
     click.echo("")
     sys.stdout.flush()
-    app.run(host=host, port=port, debug=False, use_reloader=False, threaded=True)
+    # Its own process, never inside the app: live sources only without the demo data (demo.live_sources).
+    demo_mode = not no_demo and settings.demo_load_on_run
+    live = settings.demo_live_sources if demo_mode else True
+    with dev_scheduler(enabled=not no_scheduler, live_sources=live):
+        app.run(host=host, port=port, debug=False, use_reloader=False, threaded=True)
 
 
 @main.command()
@@ -522,6 +528,23 @@ def serve(ctx: Context, host: str | None, port: int | None, workers: int | None)
         workers=workers or settings.server_workers,
     )
 
+
+# --- operations: scheduler, jobs, backup, restore (tenderpool/ops/cli.py) ---------------------------
+# Under `python -m tenderpool.cli` this module is __main__: the command modules below import
+# `tenderpool.cli` and must find this very module (its Context), not a second copy.
+sys.modules.setdefault("tenderpool.cli", sys.modules[__name__])
+from tenderpool.ops.cli import COMMANDS as _OPS_COMMANDS  # noqa: E402 - needs `main` and Context above
+
+for _command in _OPS_COMMANDS:
+    main.add_command(_command)
+
+from tenderpool.dossiers.cli import dossier as _dossier_command  # noqa: E402 - needs Context above
+
+main.add_command(_dossier_command)
+
+from tenderpool.consortia.cli import consortia as _consortia_command  # noqa: E402 - needs Context above
+
+main.add_command(_consortia_command)
 
 if __name__ == "__main__":  # pragma: no cover
     main()

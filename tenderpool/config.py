@@ -12,7 +12,7 @@ import os
 import re
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -84,6 +84,35 @@ class ScraperSettings:
 
 
 @dataclass(frozen=True)
+class JobSettings:
+    """When one scheduled job runs: a crontab line (in ``app.timezone``) or a fixed interval."""
+
+    name: str
+    enabled: bool
+    cron: str | None
+    interval_seconds: int | None
+
+
+@dataclass(frozen=True)
+class SchedulerSettings:
+    standby_retry_seconds: float  # a standby tries to become active this often
+    poll_seconds: float  # the active one checks its lock and "run now" requests this often
+    misfire_grace_seconds: int
+    retry_seconds: int  # first retry of a failed run; doubles at each failure
+    max_attempts: int
+    threads: int
+
+
+@dataclass(frozen=True)
+class OpsSettings:
+    heartbeat_max_age_seconds: int  # /healthz: 503 past this (0: not checked)
+    source_max_age_hours: int  # /healthz: 503 when an enabled source had no complete run for this long
+    recompress_payloads_after_days: int  # 0: never
+    job_runs_days: int
+    document_reminder_days: tuple[int, ...]  # descending, e.g. (30, 7, 0)
+
+
+@dataclass(frozen=True)
 class Settings:
     env: str
     database_url: str
@@ -104,6 +133,10 @@ class Settings:
     chambers: tuple[Chamber, ...]
     scrapers: ScraperSettings
     raw: Mapping[str, Any]  # the merged tree, for sections read by later modules
+    jobs: Mapping[str, JobSettings] = field(default_factory=dict)
+    scheduler: SchedulerSettings = field(default_factory=lambda: SchedulerSettings(15.0, 5.0, 600, 60, 3, 4))
+    ops: OpsSettings = field(default_factory=lambda: OpsSettings(300, 26, 30, 90, (30, 7, 0)))
+    demo_live_sources: bool = False
 
     @property
     def is_production(self) -> bool:
@@ -135,10 +168,17 @@ class Settings:
 
 
 def _merge(base: dict[str, Any], override: Mapping[str, Any], where: str, *, allow_new: bool) -> None:
+    job_table = where.startswith("jobs.") and where.count(".") == 2
+    if job_table:
+        # A job runs on a cron line *or* an interval: a later layer giving one replaces the other.
+        for one, other in (("cron", "interval_seconds"), ("interval_seconds", "cron")):
+            if one in override and other not in override:
+                base.pop(other, None)
     for key, value in override.items():
         if key not in base:
-            # New chambers (and later new job tables) may be added; anything else is a typo.
-            if not allow_new and not where.startswith("chambers"):
+            # New chambers and new job tables may be added; anything else is a typo.
+            known = where.startswith("chambers") or where == "jobs." or (job_table and key in _JOB_KEYS)
+            if not allow_new and not known:
                 raise ConfigError(f"unknown setting '{where}{key}' (see config/default.toml for the list)")
             base[key] = value
         elif isinstance(base[key], dict):
@@ -246,7 +286,11 @@ def validate(tree: Mapping[str, Any]) -> Settings:
         "app.base_url must start with http(s)://",
         errors,
     )
-    _need(app["log_format"] in ("text", "json"), "app.log_format must be text or json", errors)
+    _need(
+        app["log_format"] in ("auto", "text", "json"),
+        "app.log_format must be auto, text or json",
+        errors,
+    )
     _need(
         app["log_level"] in ("DEBUG", "INFO", "WARNING", "ERROR"),
         "app.log_level must be DEBUG, INFO, WARNING or ERROR",
@@ -292,6 +336,11 @@ def validate(tree: Mapping[str, Any]) -> Settings:
         chambers.append(Chamber(slug, str(table.get("name", "")), departments, str(table.get("email", ""))))
     _need(bool(chambers), "at least one chamber must be configured ([chambers.<key>])", errors)
     scrapers = _scraper_settings(tree.get("scrapers") or {}, errors)
+    jobs = _job_settings(tree.get("jobs") or {}, str(app["timezone"]), errors)
+    scheduler = _scheduler_settings(tree.get("scheduler") or {}, errors)
+    ops = _ops_settings(
+        tree.get("health") or {}, tree.get("retention") or {}, tree.get("reminders") or {}, errors
+    )
     if errors:
         raise ConfigError("invalid settings:\n  - " + "\n  - ".join(errors))
 
@@ -303,7 +352,12 @@ def validate(tree: Mapping[str, Any]) -> Settings:
         base_url=str(app["base_url"]).rstrip("/"),
         timezone=str(app["timezone"]),
         proxy_fix_hops=int(app["proxy_fix_hops"]),
-        log_format=str(app["log_format"]),
+        # "auto": one JSON object a line in production, readable lines elsewhere.
+        log_format=(
+            str(app["log_format"])
+            if app["log_format"] != "auto"
+            else ("json" if env == "production" else "text")
+        ),
         log_level=str(app["log_level"]),
         server_host=str(server["host"]),
         server_port=int(server["port"]),
@@ -332,6 +386,108 @@ def validate(tree: Mapping[str, Any]) -> Settings:
         chambers=tuple(chambers),
         scrapers=scrapers,
         raw=tree,
+        jobs=jobs,
+        scheduler=scheduler,
+        ops=ops,
+        demo_live_sources=bool(demo.get("live_sources", False)),
+    )
+
+
+_JOB_KEYS = frozenset({"enabled", "cron", "interval_seconds"})
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _job_settings(table: Mapping[str, Any], timezone: str, errors: list[str]) -> dict[str, JobSettings]:
+    """``[jobs.<name>]`` tables; whether ``<name>`` is a known job is checked by tenderpool.scheduler."""
+    from apscheduler.triggers.cron import CronTrigger
+
+    try:
+        ZoneInfo(timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        timezone = "UTC"  # reported as app.timezone; still check the crontab lines themselves
+    jobs: dict[str, JobSettings] = {}
+    for name, job in table.items():
+        where = f"jobs.{name}"
+        if not isinstance(job, Mapping):
+            errors.append(f"{where} must be a table")
+            continue
+        unknown = sorted(set(job) - _JOB_KEYS)
+        if unknown:
+            errors.append(
+                f"{where}: unknown key(s) {', '.join(unknown)} (allowed: enabled, cron, interval_seconds)"
+            )
+        cron, interval = job.get("cron"), job.get("interval_seconds")
+        if (cron is None) == (interval is None):
+            errors.append(f"{where} needs exactly one of cron or interval_seconds")
+        if cron is not None:
+            try:
+                CronTrigger.from_crontab(str(cron), timezone=timezone)
+            except (ValueError, TypeError) as exc:
+                errors.append(
+                    f"{where}.cron {cron!r} is not a crontab line (minute hour day month weekday): {exc}"
+                )
+        if interval is not None and not (_is_int(interval) and interval >= 1):
+            errors.append(f"{where}.interval_seconds must be a whole number of seconds, at least 1")
+        enabled = job.get("enabled", True)
+        if not isinstance(enabled, bool):
+            errors.append(f"{where}.enabled must be true or false")
+        jobs[name] = JobSettings(
+            name=name,
+            enabled=bool(enabled),
+            cron=None if cron is None else str(cron),
+            interval_seconds=interval
+            if isinstance(interval, int) and not isinstance(interval, bool)
+            else None,
+        )
+    return jobs
+
+
+def _positive(
+    table: Mapping[str, Any], key: str, where: str, errors: list[str], *, minimum: float = 0
+) -> float:
+    value = table.get(key)
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < minimum:
+        errors.append(f"{where}.{key} must be a number of at least {minimum} (got {value!r})")
+        return minimum
+    return float(value)
+
+
+def _scheduler_settings(table: Mapping[str, Any], errors: list[str]) -> SchedulerSettings:
+    where = "scheduler"
+    return SchedulerSettings(
+        standby_retry_seconds=_positive(table, "standby_retry_seconds", where, errors, minimum=0.1),
+        poll_seconds=_positive(table, "poll_seconds", where, errors, minimum=0.1),
+        misfire_grace_seconds=int(_positive(table, "misfire_grace_seconds", where, errors, minimum=1)),
+        retry_seconds=int(_positive(table, "retry_seconds", where, errors, minimum=1)),
+        max_attempts=int(_positive(table, "max_attempts", where, errors, minimum=1)),
+        threads=int(_positive(table, "threads", where, errors, minimum=1)),
+    )
+
+
+def _ops_settings(
+    health: Mapping[str, Any], retention: Mapping[str, Any], reminders: Mapping[str, Any], errors: list[str]
+) -> OpsSettings:
+    days: list[int] = []
+    for value in reminders.get("document_days", []):
+        try:
+            day = int(value)
+        except (TypeError, ValueError):
+            errors.append(f"reminders.document_days: {value!r} is not a whole number of days")
+            continue
+        if day < 0:
+            errors.append("reminders.document_days must be 0 or more days")
+        days.append(day)
+    return OpsSettings(
+        heartbeat_max_age_seconds=int(_positive(health, "heartbeat_max_age_seconds", "health", errors)),
+        source_max_age_hours=int(_positive(health, "source_max_age_hours", "health", errors)),
+        recompress_payloads_after_days=int(
+            _positive(retention, "recompress_payloads_after_days", "retention", errors)
+        ),
+        job_runs_days=int(_positive(retention, "job_runs_days", "retention", errors, minimum=1)),
+        document_reminder_days=tuple(sorted(set(days), reverse=True)),
     )
 
 

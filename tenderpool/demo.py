@@ -1,7 +1,11 @@
-"""Demo data for `tenderpool demo load` and `tenderpool run`: fictitious but realistic, loaded idempotently.
+"""Demo data for `tenderpool demo load` and `tenderpool run`, loaded idempotently.
 
-The SIRETs are made up; they pass the Luhn check like real ones. Every demo
-account uses ``demo.password`` from the settings.
+Firms, users and a few notices are fictitious but realistic: the SIRETs are made up and pass
+the Luhn check like real ones; every demo account uses ``demo.password``. With
+``samples=True`` the **real** notices bundled in ``tenderpool/data/demo_samples`` (BOAMP, TED,
+eForms; origins and licences in its SOURCES.md) are imported too, through the ordinary import
+code, and their dates shifted so that the demo is alive today. Every demo notice is marked
+``is_demo``.
 """
 
 from __future__ import annotations
@@ -9,9 +13,11 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 from decimal import Decimal
+from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, urlencode
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from tenderpool.accounts.models import Role, User
@@ -234,8 +240,13 @@ class DemoLogin:
     label: str
 
 
-def load_demo(session: Session, settings: Settings, *, now: dt.datetime) -> list[DemoLogin]:
-    """Create what is missing of the demo data (idempotent) and return the demo logins."""
+def load_demo(
+    session: Session, settings: Settings, *, now: dt.datetime, samples: bool = False
+) -> list[DemoLogin]:
+    """Create what is missing of the demo data (idempotent) and return the demo logins.
+
+    ``samples``: also import the real sample notices (:func:`load_sample_notices`).
+    """
     password = settings.demo_password
     logins: list[DemoLogin] = []
 
@@ -292,6 +303,9 @@ def load_demo(session: Session, settings: Settings, *, now: dt.datetime) -> list
         logins.append(DemoLogin(demo.owner_email, "firm", f"{demo.name} ({status})"))
     session.flush()
     _ensure_notices(session, now=now)
+    _ensure_consortium(session, now=now)
+    if samples:
+        load_sample_notices(session, settings, now=now)
     return logins
 
 
@@ -366,3 +380,209 @@ def _ensure_notices(session: Session, *, now: dt.datetime) -> None:
                 session.add(NoticeFollow(user_id=user_id, notice_id=notice.id, created_at=now))
     session.flush()
     refresh_search_index(session, touched)
+
+
+# The demo groupement: three firms of both chambers on three lots of the school notice, with a
+# complete répartition and a written mémoire, so that a newcomer can generate a real dossier.
+DEMO_CONSORTIUM = "Groupement École Jean Jaurès"
+DEMO_SHARES = (  # lot number, member SIRET, tasks, amount excl. VAT
+    (
+        "1",
+        "81245673900018",
+        "Gros œuvre, maçonnerie, reprises structurelles et mise en accessibilité",
+        1_050_000,
+    ),
+    ("2", "82390145900011", "Dépose et pose des menuiseries extérieures bois-aluminium", 365_000),
+    ("3", "84012376400010", "Peinture intérieure et revêtements muraux des salles de classe", 152_000),
+)
+DEMO_MEMOIRE = (
+    (
+        "Présentation du groupement et de son organisation",
+        "Le groupement **conjoint** réunit trois entreprises des territoires des CCI de Seine-et-Marne "
+        "et de l'Essonne. Bâtiments Briards SARL en est le **mandataire solidaire** et coordonne le "
+        "chantier.\n\n- Bâtiments Briards SARL : gros œuvre (lot 1)\n- Menuiserie du Gâtinais : "
+        "menuiseries extérieures (lot 2)\n- Essonne Rénovation SAS : peinture (lot 3)",
+    ),
+    (
+        "Compréhension du besoin",
+        "L'école reste **occupée** pendant les travaux : les interventions bruyantes sont placées "
+        "pendant les vacances scolaires et les zones de chantier sont isolées des élèves.",
+    ),
+    (
+        "Méthodologie et moyens affectés",
+        "## Organisation\n\nUn conducteur de travaux unique, une réunion hebdomadaire de "
+        "coordination entre les trois entreprises, un planning partagé.\n\n## Moyens\n\n"
+        "| Entreprise | Compagnons | Encadrement |\n|---|---|---|\n| Bâtiments Briards | 8 | 2 |\n"
+        "| Menuiserie du Gâtinais | 3 | 1 |\n| Essonne Rénovation | 4 | 1 |",
+    ),
+    (
+        "Planning d'exécution",
+        "1. Été : gros œuvre et reprises structurelles\n2. Toussaint : menuiseries extérieures\n"
+        "3. Vacances d'hiver : peinture des salles de classe",
+    ),
+    (
+        "Démarche qualité, sécurité et environnement",
+        "Tri des déchets de chantier sur place, menuiseries à isolation renforcée, peintures à faible "
+        "teneur en COV.",
+    ),
+)
+
+
+def _ensure_consortium(session: Session, *, now: dt.datetime) -> None:
+    """Create the demo groupement if it is missing (written directly: no email is sent)."""
+    from tenderpool.consortia.models import (
+        ChecklistItem,
+        Consortium,
+        ConsortiumEvent,
+        ConsortiumLot,
+        ConsortiumMember,
+        MemoireSection,
+        WorkShare,
+    )
+    from tenderpool.consortia.services import DEFAULT_CHECKLIST
+    from tenderpool.notices.models import Notice
+
+    notice = session.scalar(select(Notice).where(Notice.procedure_id == "tenderpool-demo-01"))
+    if notice is None or session.scalar(select(Consortium.id).where(Consortium.name == DEMO_CONSORTIUM)):
+        return
+    firms = {
+        f.siret: f
+        for f in session.scalars(select(Firm).where(Firm.siret.in_([s for _, s, _, _ in DEMO_SHARES])))
+    }
+    if len(firms) != len(DEMO_SHARES):
+        return  # a deployment whose chambers do not cover the demo firms
+    mandataire = firms[DEMO_SHARES[0][1]]
+    owner_id = session.scalar(select(FirmMembership.user_id).where(FirmMembership.firm_id == mandataire.id))
+    consortium = Consortium(
+        notice_id=notice.id, name=DEMO_CONSORTIUM, form="conjoint", mandataire_solidaire=True,
+        visibility="open", skills_cpv=["45310000"], status="assembling", created_by_id=owner_id,
+        skills_text="Un électricien pour le lot 4 (courants forts et faibles).",
+        created_at=now, updated_at=now,
+    )  # fmt: skip
+    consortium.lots = [
+        ConsortiumLot(lot_number=lot, position=i, offer_amount=Decimal(amount), updated_at=now)
+        for i, (lot, _siret, _tasks, amount) in enumerate(DEMO_SHARES)
+    ]
+    consortium.members = [
+        ConsortiumMember(
+            firm_id=firms[siret].id,
+            role="mandataire" if i == 0 else "cotraitant",
+            state="active",
+            created_at=now,
+            answered_at=now,
+            joined_at=now,
+        )
+        for i, (_lot, siret, _tasks, _amount) in enumerate(DEMO_SHARES)
+    ]
+    consortium.shares = [
+        WorkShare(
+            firm_id=firms[siret].id, lot_number=lot, tasks=tasks, amount=Decimal(amount), share=Decimal(100)
+        )
+        for lot, siret, tasks, amount in DEMO_SHARES
+    ]
+    consortium.sections = [
+        MemoireSection(
+            title=title,
+            position=i,
+            assignee_firm_id=mandataire.id,
+            status="ready",
+            body=body,
+            updated_at=now,
+            updated_by_id=owner_id,
+        )
+        for i, (title, body) in enumerate(DEMO_MEMOIRE)
+    ]
+    consortium.checklist = [
+        ChecklistItem(title=title, days_before=days, position=i)
+        for i, (title, days) in enumerate(DEFAULT_CHECKLIST)
+    ]
+    session.add(consortium)
+    session.flush()
+    session.add(
+        ConsortiumEvent(
+            consortium_id=consortium.id, at=now, kind="created", actor_id=owner_id, firm_id=mandataire.id,
+            text=f"{mandataire.name} forme le groupement (données de démonstration).", detail={},
+        )
+    )  # fmt: skip
+    session.flush()
+
+
+SAMPLES_DIR = Path(__file__).resolve().parent / "data" / "demo_samples"
+# Folder -> `tenderpool import --source` format of its files.
+SAMPLE_FORMATS = {"boamp": "boamp", "ted": "ted", "eforms": "eforms", "boamp-xml": "boamp-xml"}
+
+
+def load_sample_notices(session: Session, settings: Settings, *, now: dt.datetime) -> int:
+    """Import the bundled real notices (once) and keep their deadlines open; returns how many were new.
+
+    The first import shifts each new notice's dates: published in the last two weeks, the
+    deadline as long after publication as in the original (between 12 and 45 days), so that
+    calls are open in the coming weeks. A later load gives a new deadline to the demo notices
+    whose deadline has passed. The raw payloads stay as published.
+    """
+    from tenderpool.notices.models import Notice
+    from tenderpool.notices.services import import_file
+
+    before = session.scalar(select(func.max(Notice.id))) or 0
+    for folder, fmt in SAMPLE_FORMATS.items():
+        for path in sorted((SAMPLES_DIR / folder).glob("*")):
+            if path.suffix in (".json", ".xml"):
+                import_file(session, path, source=fmt, now=now, is_demo=True)
+    session.flush()
+    new = list(
+        session.scalars(
+            select(Notice).where(Notice.id > before, Notice.is_demo.is_(True)).order_by(Notice.id)
+        )
+    )
+    tz = settings.tz
+    for index, notice in enumerate(new):
+        _shift_dates(notice, index, now=now, tz=tz)
+    stale = session.scalars(
+        select(Notice).where(
+            Notice.is_demo.is_(True),
+            Notice.is_manual.is_(False),
+            Notice.status == "open",
+            Notice.deadline_at <= now,
+        )
+    )
+    for index, notice in enumerate(stale):
+        notice.deadline_at = _open_deadline(notice.deadline_at, now + dt.timedelta(days=14 + index % 20), tz)
+        notice.updated_at = now
+    session.flush()
+    return len(new)
+
+
+def _open_deadline(original: dt.datetime | None, day: dt.datetime, tz: Any) -> dt.datetime:
+    """``day`` at the original deadline's Paris clock time (noon without one)."""
+    clock = original.astimezone(tz).time() if original is not None else dt.time(12, 0)
+    return dt.datetime.combine(day.astimezone(tz).date(), clock, tzinfo=tz).astimezone(dt.UTC)
+
+
+def _shift_dates(notice: Any, index: int, *, now: dt.datetime, tz: Any) -> None:
+    today = now.astimezone(tz).date()
+    published = today - dt.timedelta(days=index % 12)
+    original_published = notice.published_at
+    if notice.deadline_at is not None and original_published is not None:
+        duration = (notice.deadline_at.astimezone(tz).date() - original_published).days
+    else:
+        duration = 20 + (index * 7) % 25
+    duration = min(max(duration, 12), 45)
+    deadline_day = published + dt.timedelta(days=duration)
+    if deadline_day < today + dt.timedelta(days=7):
+        deadline_day = today + dt.timedelta(days=7 + index % 10)
+    new_deadline = _open_deadline(
+        notice.deadline_at, dt.datetime.combine(deadline_day, dt.time(12), tzinfo=tz), tz
+    )
+    if notice.deadline_at is not None or notice.status == "open":
+        shift = new_deadline - notice.deadline_at if notice.deadline_at is not None else None
+        notice.deadline_at = new_deadline
+        for lot in notice.lots:
+            if lot.deadline_at is not None and shift is not None:
+                lot.deadline_at = lot.deadline_at + shift
+    if original_published is not None:
+        days = published - original_published
+        for publication in notice.publications:
+            if publication.published_at is not None:
+                publication.published_at = publication.published_at + days
+    notice.published_at = published
+    notice.updated_at = now

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask import Blueprint, jsonify, render_template
 from flask_login import current_user
 from sqlalchemy import text
@@ -27,12 +29,32 @@ def home() -> str:
 @bp.route("/healthz")
 @access(Access.PUBLIC)
 def healthz() -> tuple[Response, int]:
-    """Machine-readable health: 200 when the database answers, 503 otherwise."""
+    """Machine-readable health for a monitor: 200, or 503 when something needs a human.
+
+    503 when the database does not answer, when the active scheduler's heartbeat is older than
+    ``health.heartbeat_max_age_seconds`` (or no scheduler ever ran), or when a source the
+    scheduler scrapes has had no complete run for ``health.source_max_age_hours``. A few small
+    queries; no host names, errors or settings in the answer.
+    """
+    from tenderpool.db import utcnow
+    from tenderpool.ops.services import health_report
+    from tenderpool.scheduler import scrape_sources
+
+    session = db_session()
     try:
-        db_session().execute(text("SELECT 1"))
+        session.execute(text("SELECT 1"))
         database = "ok"
     except SQLAlchemyError:
         database = "unreachable"
-    ok = database == "ok"
-    body = {"status": "ok" if ok else "error", "database": database}
-    return jsonify(body), 200 if ok else 503
+    body: dict[str, Any] = {"status": "error", "database": database}
+    ok = False
+    if database == "ok":
+        try:
+            ok, details = health_report(session, settings(), now=utcnow(), sources_of_jobs=scrape_sources())
+        except SQLAlchemyError:
+            ok, details = False, {"scheduler": {"status": "unknown"}}
+        body.update(details)
+        body["status"] = "ok" if ok else "error"
+    response = jsonify(body)
+    response.headers["Cache-Control"] = "no-store"
+    return response, 200 if ok else 503

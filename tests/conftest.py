@@ -285,3 +285,58 @@ def text_of(response: Any) -> str:
     import html
 
     return html.unescape(response.get_data(as_text=True))
+
+
+@dataclass
+class SeedConsortium:
+    """A groupement of the seed firm (77, mandataire) on a two-lot notice, invitation only."""
+
+    consortium_id: int
+    consortium_notice_id: int
+    section_id: int
+    item_id: int
+    invited_member_id: int  # a firm of 91, invited, not answered
+    version_id: int  # a shared document's first version
+    outsider_id: int  # owner of an approved firm of 77 outside the groupement
+    outsider_firm_id: int
+
+
+@pytest.fixture
+def seed_consortium(app: Flask, session: Session, seed: Seed) -> SeedConsortium:
+    from tenderpool.accounts.models import User
+    from tenderpool.consortia import services, workspace
+    from tenderpool.web import storage
+    from tests import factories
+    from tests.consortia_helpers import NOW, consortium_of, partner, two_lot_notice
+
+    settings = app.extensions["tenderpool.settings"]
+    with app.app_context():
+        notice = two_lot_notice(session)
+        owner = session.get_one(User, seed.owner_id)
+        consortium = consortium_of(session, owner, notice, visibility="invitation")
+        invited, _ = partner(session, settings, name="Invitée 91", cpv=["45330000"])
+        member = services.invite_firm(session, consortium, firm=invited, by=owner, now=NOW)
+        outsider, outsider_owner = partner(session, settings, name="Hors groupement 77", postcode="77000")
+        version = workspace.upload_shared_document(
+            session,
+            storage(),
+            consortium,
+            title="Planning",
+            document_id=None,
+            filename="planning.pdf",
+            data=factories.pdf_bytes(),
+            max_bytes=5 * 1024 * 1024,
+            by=owner,
+            now=NOW,
+        )
+        session.commit()
+        return SeedConsortium(
+            consortium.id,
+            notice.id,
+            consortium.sections[0].id,
+            consortium.checklist[0].id,
+            member.id,
+            version.id,
+            outsider_owner.id,
+            outsider.id,
+        )

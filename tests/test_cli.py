@@ -81,6 +81,13 @@ def test_users_and_demo(cli_db: tuple[TempDatabase, dict[str, str]]) -> None:
         assert s.scalar(select(func.count()).select_from(FirmMembership)) == len(DEMO_FIRMS)
         staff = s.scalars(select(User.chamber_slug).where(User.role == "staff")).all()
         assert sorted(staff) == ["cci77", "cci91"]
+        # One complete demo groupement: three members, a consistent répartition, a written mémoire.
+        from tenderpool.consortia.models import Consortium
+        from tenderpool.consortia.services import readiness_problems
+
+        consortium = s.scalars(select(Consortium)).one()
+        assert len(consortium.active_members) == 3 and consortium.mandataire is not None
+        assert readiness_problems(s, consortium) == []
 
     result = invoke(
         env,

@@ -38,6 +38,7 @@ def test_wheel_ships_templates_migrations_and_config(wheel: Path) -> None:
         "tenderpool/_data/migrations/env.py",
         "tenderpool/_data/config/default.toml",
         "tenderpool/static/css/app.css",
+        "tenderpool/data/demo_samples/boamp/jpbenga_where-dateparution-2026_5records_FNSimple.json",
         "scrapers/base.py",
     ):
         assert needed in names, needed

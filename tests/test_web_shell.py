@@ -78,8 +78,10 @@ def test_server_error_page(app: Any) -> None:
 
 def test_healthz(client: FlaskClient) -> None:
     response = client.get("/healthz")
-    assert response.status_code == 200
-    assert response.json == {"status": "ok", "database": "ok"}
+    # The database answers; no scheduler ever ran here (the rest: tests/test_ops.py).
+    assert response.status_code == 503
+    assert response.json["database"] == "ok"
+    assert response.json["scheduler"]["status"] == "missing"
 
 
 def test_healthz_reports_an_unreachable_database(app: Any, monkeypatch: Any) -> None:

@@ -292,13 +292,16 @@ def ics_feed_url(user: Any) -> str | None:
 
 
 def _consortium_notice_ids(session: Session, user: User) -> set[int]:
-    """Hook: the notices of the user's consortia, whose deadlines also belong in the feed.
+    """The notices of the user's live consortia, whose deadlines also belong in the feed.
 
     The consortia domain sits above notices, so it is asked here and its ids are passed to
-    build_calendar. Returns nothing until consortia exist.
+    build_calendar. A firm user gets its own groupements' (staff, their territory's).
     """
-    del session, user
-    return set()
+    from tenderpool.consortia.models import Status
+    from tenderpool.consortia.services import consortia_for_user
+
+    live = {Status.FORMING, Status.ASSEMBLING, Status.READY, Status.SUBMITTED}
+    return {c.notice_id for c in consortia_for_user(session, user) if c.status in live}
 
 
 @feeds.get("/calendrier/<token>.ics")

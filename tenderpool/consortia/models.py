@@ -216,6 +216,9 @@ class ConsortiumLot(Base):
 
     consortium: Mapped[Consortium] = relationship(back_populates="lots")
 
+    # The UPDATE carries "WHERE version = <loaded>": two saves racing never both succeed.
+    __mapper_args__ = {"version_id_col": version}  # noqa: RUF012 - read once by the mapper
+
 
 class ConsortiumMember(Base):
     __tablename__ = "consortium_members"
@@ -393,6 +396,8 @@ class MemoireSection(Base):
     consortium: Mapped[Consortium] = relationship(back_populates="sections")
     assignee: Mapped[Firm | None] = relationship()
     updated_by: Mapped[User | None] = relationship()
+
+    __mapper_args__ = {"version_id_col": version}  # noqa: RUF012 - read once by the mapper
 
 
 class ChecklistItem(Base):

@@ -28,6 +28,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm.exc import StaleDataError
 
 from tenderpool import mail
 from tenderpool.accounts.models import User
@@ -39,6 +40,7 @@ from tenderpool.consortia.models import (
     ConsortiumEvent,
     ConsortiumLot,
     ConsortiumMember,
+    ConsortiumMessage,
     EmailInvitation,
     Form,
     MemberRole,
@@ -181,8 +183,9 @@ def _link(consortium: Consortium) -> str:
 
 
 def chambers_of(consortium: Consortium) -> set[str]:
-    """The chambers whose staff follow this consortium: those of its members' firms."""
-    return {m.firm.chamber_slug for m in consortium.members if m.state in LIVE_STATES}
+    """The chambers whose staff follow this consortium: those of its active members' firms
+    (an invited firm's chamber joins when the firm accepts)."""
+    return {m.firm.chamber_slug for m in consortium.members if m.state == MemberState.ACTIVE}
 
 
 def firm_id_of(session: Session, user: User) -> int | None:
@@ -1209,8 +1212,7 @@ def save_repartition(
             consortium.shares.append(saved)
         saved.tasks, saved.amount, saved.share = tasks, amount, share
     lot.offer_amount = offer
-    lot.version += 1
-    lot.updated_at = now
+    lot.updated_at = now  # the row changes, so its version goes up (version_id_col)
     lot.updated_by_id = by.id
     record_event(
         session,
@@ -1221,10 +1223,21 @@ def save_repartition(
         now=now,
         lot=lot_number,
     )
-    session.flush()
+    flush_or_conflict(
+        session, f"{lot_label(lot_number)} : un autre membre vient d'enregistrer la répartition."
+    )
     refresh_status(session, consortium, by=by, now=now)
     session.flush()
     return lot
+
+
+def flush_or_conflict(session: Session, message: str) -> None:
+    """Flush; a concurrent save that won the race (the versioned UPDATE matched no row) becomes
+    an EditConflict instead of a lost update."""
+    try:
+        session.flush()
+    except StaleDataError as exc:
+        raise EditConflict(message + " Rechargez la page : rien n'a été écrasé.", current={}) from exc
 
 
 def lot_repartition(consortium: Consortium, lot_number: str) -> dict[str, Any]:
@@ -1767,7 +1780,7 @@ def consortia_for_user(session: Session, user: User) -> list[Consortium]:
                 .join(Firm, Firm.id == ConsortiumMember.firm_id)
                 .where(
                     Firm.chamber_slug == user.chamber_slug,
-                    ConsortiumMember.state.in_([s.value for s in LIVE_STATES]),
+                    ConsortiumMember.state == MemberState.ACTIVE.value,
                 )
             )
         )
@@ -1830,3 +1843,141 @@ def due_on(item: ChecklistItem, deadline: dt.datetime | None) -> dt.date | None:
 def deadline_text(consortium: Consortium) -> str:
     deadline = consortium.notice.deadline_at
     return date_fr(to_paris(deadline)) if deadline else "non précisée"
+
+
+# --------------------------------------------------------------------------- digest
+
+
+MAX_ACTIVITY_LINES = 25
+
+
+def activity_lines(session: Session, user: User, *, since: dt.datetime, until: dt.datetime) -> list[str]:
+    """The consortium part of a user's digest, in French: what happened in its groupements
+    since the last digest (except its own acts), new messages, and the coming deadlines."""
+    live = (Status.FORMING, Status.ASSEMBLING, Status.READY, Status.SUBMITTED)
+    consortia = [c for c in consortia_for_user(session, user) if c.status in live or c.updated_at > since]
+    if user.is_firm_user:
+        firm_id = firm_id_of(session, user)
+        consortia = [c for c in consortia if active_member(c, firm_id) is not None or member_of(c, firm_id)]
+    if not consortia:
+        return []
+    by_id = {c.id: c for c in consortia}
+    lines: list[str] = []
+    events = session.scalars(
+        select(ConsortiumEvent)
+        .where(
+            ConsortiumEvent.consortium_id.in_(list(by_id)),
+            ConsortiumEvent.at > since,
+            ConsortiumEvent.at <= until,
+            (ConsortiumEvent.actor_id.is_(None)) | (ConsortiumEvent.actor_id != user.id),
+        )
+        .order_by(ConsortiumEvent.at, ConsortiumEvent.id)
+    ).all()
+    for event in events:
+        lines.append(f"« {by_id[event.consortium_id].name} » : {event.text}")
+    counts = dict(
+        session.execute(
+            select(ConsortiumMessage.consortium_id, func.count())
+            .where(
+                ConsortiumMessage.consortium_id.in_(list(by_id)),
+                ConsortiumMessage.created_at > since,
+                ConsortiumMessage.created_at <= until,
+                (ConsortiumMessage.author_id.is_(None)) | (ConsortiumMessage.author_id != user.id),
+            )
+            .group_by(ConsortiumMessage.consortium_id)
+        ).all()
+    )
+    for consortium_id, count in counts.items():
+        plural = "nouveaux messages" if count > 1 else "nouveau message"
+        lines.append(f"« {by_id[consortium_id].name} » : {count} {plural} dans la discussion.")
+    today = to_paris(until).date()
+    for consortium in consortia:
+        if consortium.status not in (Status.FORMING, Status.ASSEMBLING, Status.READY):
+            continue
+        deadline = consortium.notice.deadline_at
+        if deadline is not None and until < deadline <= until + dt.timedelta(days=7):
+            lines.append(f"« {consortium.name} » : date limite de remise le {deadline_text(consortium)}.")
+        for item in consortium.checklist:
+            due = due_on(item, deadline)
+            if item.done_at is None and due is not None and today <= due <= today + dt.timedelta(days=3):
+                lines.append(f"« {consortium.name} » : « {item.title} » pour le {date_fr(due)}.")
+    if len(lines) > MAX_ACTIVITY_LINES:
+        rest = len(lines) - MAX_ACTIVITY_LINES + 1
+        lines = [
+            *lines[: MAX_ACTIVITY_LINES - 1],
+            f"… et {rest} autres nouvelles dans l'espace de vos groupements.",
+        ]
+    return lines
+
+
+# --------------------------------------------------------------------------- reminders
+
+REMINDER_DAYS = (7, 2)  # before the notice deadline
+
+
+def send_deadline_reminders(session: Session, *, now: dt.datetime) -> int:
+    """Email the members of each live groupement 7 and 2 days before the notice deadline, with
+    what is still missing. Each reminder is recorded in the journal, so it is sent once."""
+    sent = 0
+    live = [Status.FORMING.value, Status.ASSEMBLING.value, Status.READY.value]
+    rows = session.scalars(
+        select(Consortium)
+        .join(Notice, Notice.id == Consortium.notice_id)
+        .where(
+            Consortium.status.in_(live),
+            Notice.deadline_at > now,
+            Notice.deadline_at <= now + dt.timedelta(days=max(REMINDER_DAYS)),
+        )
+    ).all()
+    for consortium in rows:
+        deadline = consortium.notice.deadline_at
+        if deadline is None:
+            continue
+        days_left = (deadline - now).total_seconds() / 86400
+        due = [d for d in REMINDER_DAYS if days_left <= d]
+        if not due:
+            continue
+        threshold = min(due)
+        already = session.scalar(
+            select(func.count())
+            .select_from(ConsortiumEvent)
+            .where(
+                ConsortiumEvent.consortium_id == consortium.id,
+                ConsortiumEvent.kind == "reminder",
+                ConsortiumEvent.detail["days"].as_integer() <= threshold,
+            )
+        )
+        if already:
+            continue
+        problems = readiness_problems(session, consortium)
+        recipients = sorted(
+            {
+                m.user.email
+                for member in consortium.active_members
+                for m in member.firm.memberships
+                if m.user.is_active
+            }
+        )
+        _mail(
+            session,
+            "reminder",
+            recipients,
+            f"« {consortium.name} » : date limite dans {threshold} jours",
+            consortium=consortium,
+            days=threshold,
+            deadline=deadline_text(consortium),
+            problems=problems,
+            link=_link(consortium),
+        )
+        record_event(
+            session,
+            consortium,
+            "reminder",
+            f"Rappel envoyé aux membres : date limite dans {threshold} jours ({deadline_text(consortium)}).",
+            by=None,
+            now=now,
+            days=threshold,
+        )
+        sent += len(recipients)
+    session.flush()
+    return sent

@@ -35,7 +35,7 @@ import datetime as dt
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, func, or_, select
 from sqlalchemy.orm import Session, selectinload
 
 from tenderpool.consortia.models import Consortium
@@ -103,6 +103,14 @@ class Suggestion:
         return " ".join(self.reasons)
 
 
+def _related(needs: list[str]) -> ColumnElement[bool]:
+    """SQL for the skills related to the needs: under one of them (a LIKE on its meaningful
+    prefix, which the primary key index serves) or one of their ancestors (45000000, 45300000…)."""
+    prefixes = {trim(need) for need in needs}
+    ancestors = {p[:k].ljust(8, "0") for p in prefixes for k in range(2, len(p))}
+    return or_(FirmCpv.cpv.in_(sorted(ancestors)), *(FirmCpv.cpv.like(p + "%") for p in sorted(prefixes)))
+
+
 def _skill_text(code: str) -> str:
     label = cpv_label(code)
     return f"{label} ({code})" if label else code
@@ -157,7 +165,7 @@ def suggest_partners(
         .where(
             Firm.status == FirmStatus.APPROVED.value,
             Firm.directory_opt_in.is_(True),
-            func.substr(FirmCpv.cpv, 1, 2).in_(divisions),
+            _related(missing),
             FirmCpv.firm_id.not_in(excluded),
         )
     ).all()

@@ -146,11 +146,17 @@ def _int(name: str) -> int | None:
 def index() -> str:
     """The user's groupements (its chamber's for staff) and those looking for partners."""
     db = db_session()
+    firm_id = services.firm_id_of(db, current_user)
+    mine = services.consortia_for_user(db, current_user)
+    pending = [c for c in mine if (m := services.member_of(c, firm_id)) is not None and not m.is_active]
     return render_template(
         "consortia/index.html",
-        mine=services.consortia_for_user(db, current_user),
+        mine=[c for c in mine if c not in pending],
+        pending=pending,
+        member_of=services.member_of,
+        MemberState=MemberState,
         open=services.open_consortia(db, now=_now()),
-        firm_id=services.firm_id_of(db, current_user),
+        firm_id=firm_id,
         lot_label=services.lot_label,
         now=_now(),
     )

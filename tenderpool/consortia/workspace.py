@@ -36,6 +36,7 @@ from tenderpool.consortia.services import (
     deadline_text,
     due_on,
     firm_id_of,
+    flush_or_conflict,
     record_event,
     refresh_status,
 )
@@ -288,14 +289,13 @@ def save_section(
     section.body = body or ""
     section.status = status
     section.assignee_firm_id = _assignee(consortium, assignee_firm_id)
-    section.version += 1
-    section.updated_at = now
+    section.updated_at = now  # the row changes, so its version goes up (version_id_col)
     section.updated_by_id = by.id
     text = f"{member.firm.name} met à jour la section « {clean_title} »"
     if before != status:
         text += f" ({SectionStatus(status).label.lower()})"
     record_event(session, consortium, "section", text + ".", by=by, now=now, section=section.id)
-    session.flush()
+    flush_or_conflict(session, "Un autre membre vient d'enregistrer cette section.")
     refresh_status(session, consortium, by=by, now=now)
     session.flush()
     return section

@@ -297,8 +297,10 @@ class DigestContent:
 
 
 def consortium_activity(session: Session, user: User, *, since: dt.datetime, until: dt.datetime) -> list[str]:
-    """Hook for the consortia (issue to come): lines about the user's groupements. Nothing yet."""
-    return []
+    """Lines about the user's groupements: their journal, new messages and coming deadlines."""
+    from tenderpool.consortia.services import activity_lines
+
+    return activity_lines(session, user, since=since, until=until)
 
 
 @dataclass

@@ -24,6 +24,7 @@ dominate parsing (benchmarks/ingest.py).
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import json
 import logging
@@ -33,11 +34,12 @@ import zlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Table, insert, or_, select, tuple_
+from sqlalchemy import ARRAY, ColumnElement, Table, any_, bindparam, func, insert, inspect, or_, select
 from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm.attributes import instance_dict, set_committed_value
 
 from scrapers.base import Nature, ParsedNotice, ParseError, RawRecord
 from scrapers.registry import parse_raw
@@ -54,7 +56,7 @@ from tenderpool.notices.models import (
     PublicationState,
 )
 from tenderpool.notices.sanitize import sanitize_html
-from tenderpool.notices.search import refresh_search_index
+from tenderpool.notices.search import index_notices
 from tenderpool.reference import cpv_codes
 
 log = logging.getLogger(__name__)
@@ -93,7 +95,10 @@ class IngestStats:
 _NON_ALNUM = re.compile(r"[^a-z0-9]+")
 
 
+@functools.lru_cache(maxsize=4096)
 def fold_text(text: str) -> str:
+    # Cached: linking folds the same title and buyer several times per record (look-up keys,
+    # preload, the notice's own keys); 4096 entries hold a whole batch.
     decomposed = unicodedata.normalize("NFKD", text.lower())
     ascii_only = "".join(c for c in decomposed if not unicodedata.combining(c))
     return _NON_ALNUM.sub(" ", ascii_only).strip()
@@ -227,6 +232,29 @@ def _comparable_lots(lots: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
 # --------------------------------------------------------------------------- the ingester
 
 
+def _table(model: type[Any]) -> Table:
+    table = model.__table__
+    if not isinstance(table, Table):
+        raise TypeError(table)
+    return table
+
+
+def _rows(objects: Sequence[Any]) -> list[dict[str, Any]]:
+    """The rows of plain (never added) mapped objects, with the defaults a flush would fill in."""
+    columns = list(_table(type(objects[0])).columns)
+    defaults = [(c.key, c.default) for c in columns if c.default is not None]
+    rows = []
+    keys = [c.key for c in columns]
+    for obj in objects:
+        values = instance_dict(obj)  # what was set on the object, without attribute events
+        row = {key: values.get(key) for key in keys}
+        for key, default in defaults:
+            if row[key] is None:
+                row[key] = default.arg if default.is_scalar else default.arg(None)  # type: ignore[attr-defined]
+        rows.append(row)
+    return rows
+
+
 @dataclass
 class _Index:
     """The notices a batch may touch, by each key a publication can find them with."""
@@ -274,11 +302,15 @@ class Ingester:
     ) -> None:
         self.force = force  # parse and apply even an unchanged payload (reparse after a parser fix)
         self._in_batch: set[int] = set()
-        # Notices created in the current batch stay out of the session (plain objects) and
-        # are written with a few executemany statements at the end: the unit of work was
-        # the bottleneck of ingestion (benchmarks/ingest.py).
+        # Publications and notices created in the current batch stay out of the session (plain
+        # objects) and are written once each, with a few executemany statements at the end: the
+        # unit of work (an INSERT, then an UPDATE of notice_id, per publication) was the
+        # bottleneck of ingestion (benchmarks/ingest.py).
+        self._new_publications: list[Publication] = []
         self._new_notices: list[Notice] = []
         self._new_links: list[tuple[Publication, Notice]] = []
+        self._touched: set[Notice] = set()  # notices in the session that received a new publication
+        self._applied: dict[int, Notice] = {}  # id(notice) → every notice a publication was applied to
         self.session = session
         self.now = now
         self.parser = parser
@@ -321,29 +353,33 @@ class Ingester:
             except Exception as exc:  # a parser bug on one record must not stop the batch
                 log.exception("parser crashed on %s:%s", item.raw.source, item.raw.source_ref)
                 item.error = f"erreur interne du parseur : {type(exc).__name__}: {exc}"
+        self._new_publications, self._new_notices, self._new_links = [], [], []
+        self._touched, self._applied = set(), {}
         for item in todo:
             self._store_publication(item)
             if item.error is not None:
                 stats.rejected += 1
                 stats.rejections.append((f"{item.raw.source}:{item.raw.source_ref}", item.error))
-        self.session.flush()
+        fresh = self._new_publications
+        for pub, pub_id in zip(fresh, self._allocate_ids(Publication, len(fresh)), strict=True):
+            pub.id = pub_id  # needed while linking; the row is written after it
+        self.session.flush()  # publications seen before, parsed again: the ORM writes them
         parsed_items = [
             _Parsed(item.publication, item.parsed, item.raw)
             for item in todo
             if item.parsed is not None and item.publication is not None
         ]
-        self._store_refs(parsed_items)
-        self._new_notices = []
-        self._new_links = []
-        self._link_all(parsed_items, stats)
-        self._insert_new_notices()
+        # Nothing may be flushed before the batch's new rows are written: changes and awards on
+        # notices of the session already name the new publications.
+        with self.session.no_autoflush:
+            self._link_all(parsed_items, stats)
+            self._write_new_rows()
+            self._store_refs(parsed_items)
         self.session.flush()
-        # Every notice a publication of this batch was applied to, new ones included (their ids
-        # were set by _insert_new_notices): their searchable text may have changed.
-        refresh_search_index(
-            self.session,
-            {item.publication.notice_id for item in parsed_items if item.publication.notice_id is not None},
-        )
+        for notice in self._touched:  # their publications were written behind the ORM's back
+            self.session.expire(notice, ["publications"])
+        # Every notice a publication of this batch was applied to: its searchable text may have changed.
+        index_notices(self.session, self._applied.values())
         return stats
 
     # -- storage
@@ -357,23 +393,35 @@ class Ingester:
         return list(last.values())
 
     def _existing_publications(self, items: list[_Item]) -> dict[tuple[str, str], Publication]:
-        keys = [(item.raw.source, item.raw.source_ref) for item in items]
-        found: dict[tuple[str, str], Publication] = {}
-        for start in range(0, len(keys), 400):
-            chunk = keys[start : start + 400]
-            rows = self.session.scalars(
-                select(Publication).where(tuple_(Publication.source, Publication.source_ref).in_(chunk))
+        keys = {(item.raw.source, item.raw.source_ref) for item in items}
+        if not keys:
+            return {}
+        # Both columns of the unique index, each as a list; the pairs are checked here.
+        rows = self.session.scalars(
+            select(Publication).where(
+                self._one_of(Publication.source, {source for source, _ in keys}),
+                self._one_of(Publication.source_ref, {ref for _, ref in keys}),
             )
-            for pub in rows:
-                found[(pub.source, pub.source_ref)] = pub
-        return found
+        )
+        return {(pub.source, pub.source_ref): pub for pub in rows if (pub.source, pub.source_ref) in keys}
+
+    def _one_of(self, column: Any, values: Iterable[Any]) -> ColumnElement[bool]:
+        """``column IN values``; on PostgreSQL ``= ANY`` of one array parameter: psycopg parses a
+        statement of a thousand placeholders anew each time, at a cost above the look-up's."""
+        values = list(values)
+        if self.session.get_bind().dialect.name == "sqlite":
+            return cast(ColumnElement[bool], column.in_(values))
+        return cast(ColumnElement[bool], column == any_(bindparam(None, values, type_=ARRAY(column.type))))
 
     def _store_publication(self, item: _Item) -> None:
         raw, parsed = item.raw, item.parsed
         pub = item.publication
         if pub is None:
-            pub = Publication(source=raw.source, source_ref=raw.source_ref, created_at=self.now)
-            self.session.add(pub)
+            # Not added to the session: written by _write_new_rows once it knows its notice.
+            pub = Publication(
+                source=raw.source, source_ref=raw.source_ref, created_at=self.now, notice_id=None
+            )
+            self._new_publications.append(pub)
             item.publication = pub
         pub.payload = compress(raw.payload)
         pub.payload_sha256 = item.sha
@@ -399,18 +447,39 @@ class Ingester:
         if pub.state != PublicationState.LINKED or pub.notice_id is None:
             pub.state = PublicationState.WAITING.value  # until linked below
 
+    def _allocate_ids(self, model: type[Any], count: int) -> list[int]:
+        """Ids for rows written later with plain executemany statements.
+
+        An INSERT … RETURNING of a whole batch is one huge statement that psycopg parses again
+        each time, and the publications' ids are needed while linking, before their rows can be
+        written (notices record which publication set each field).
+        """
+        if count == 0:
+            return []
+        table = _table(model)
+        if self.session.get_bind().dialect.name == "sqlite":
+            # Safe: every SQLite transaction starts with BEGIN IMMEDIATE (tenderpool.db), so no
+            # other writer can insert a row before this one commits.
+            first = (self.session.scalar(select(func.max(table.c.id))) or 0) + 1
+            return list(range(first, first + count))
+        sequence = func.pg_get_serial_sequence(table.name, "id")
+        return list(
+            self.session.scalars(select(func.nextval(sequence)).select_from(func.generate_series(1, count)))
+        )
+
     def _store_refs(self, items: list[_Parsed]) -> None:
-        ids = [item.publication.id for item in items]
-        if not ids:
+        if not items:
             return
-        have = {
-            (pid, kind, ref)
-            for pid, kind, ref in self.session.execute(
+        fresh = {id(pub) for pub in self._new_publications}  # no reference stored yet
+        known = [item.publication.id for item in items if id(item.publication) not in fresh]
+        have: set[tuple[int, str, str]] = set()
+        if known:
+            rows = self.session.execute(
                 select(PublicationRef.publication_id, PublicationRef.kind, PublicationRef.ref).where(
-                    PublicationRef.publication_id.in_(ids)
+                    PublicationRef.publication_id.in_(known)
                 )
             )
-        }
+            have.update((pid, kind, ref) for pid, kind, ref in rows)
         want: set[tuple[int, str, str]] = set()
         for item in items:
             pid = item.publication.id
@@ -423,7 +492,7 @@ class Ingester:
         new_rows = [{"publication_id": p, "kind": k, "ref": r} for p, k, r in sorted(want - have)]
         if new_rows:
             # Plain executemany: these rows are never read back through the ORM in this batch.
-            self.session.execute(insert(PublicationRef), new_rows)
+            self.session.execute(insert(_table(PublicationRef)), new_rows)
 
     # -- linking
 
@@ -463,7 +532,7 @@ class Ingester:
                 .join(Publication, PublicationRef.publication_id == Publication.id)
                 .where(
                     PublicationRef.kind == "self",
-                    PublicationRef.ref.in_(refs),
+                    self._one_of(PublicationRef.ref, refs),
                     Publication.notice_id.is_not(None),
                 )
             ):
@@ -472,12 +541,12 @@ class Ingester:
         notice_ids.update(ref_to_notice.values())
         conditions = []
         if proc_ids:
-            conditions.append(Notice.procedure_id.in_(proc_ids))
+            conditions.append(self._one_of(Notice.procedure_id, proc_ids))
         if keys:
-            conditions.append(Notice.fallback_key.in_(keys))
-            conditions.append(Notice.name_key.in_(keys))
+            conditions.append(self._one_of(Notice.fallback_key, keys))
+            conditions.append(self._one_of(Notice.name_key, keys))
         if notice_ids:
-            conditions.append(Notice.id.in_(notice_ids))
+            conditions.append(self._one_of(Notice.id, notice_ids))
         if not conditions:
             return index
         notices = self.session.scalars(
@@ -573,14 +642,14 @@ class Ingester:
         for pid, ref in self.session.execute(
             select(PublicationRef.publication_id, PublicationRef.ref)
             .join(Publication, Publication.id == PublicationRef.publication_id)
-            .where(PublicationRef.kind == "previous", PublicationRef.ref.in_(list(notice_by_ref)),
+            .where(PublicationRef.kind == "previous", self._one_of(PublicationRef.ref, notice_by_ref),
                    Publication.state == PublicationState.WAITING.value)
         ):  # fmt: skip
             targets.setdefault(pid, notice_by_ref[ref])
         if notice_by_proc:
             for pid, proc in self.session.execute(
                 select(Publication.id, Publication.procedure_id).where(
-                    Publication.procedure_id.in_(list(notice_by_proc)),
+                    self._one_of(Publication.procedure_id, notice_by_proc),
                     Publication.state == PublicationState.WAITING.value,
                 )
             ):
@@ -608,30 +677,29 @@ class Ingester:
     def _attach(self, pub: Publication, notice: Notice) -> None:
         if notice.id is None:  # created in this batch, not in the session yet
             self._new_links.append((pub, notice))
+        elif inspect(pub).transient:  # a new publication: its row is written with notice_id
+            pub.notice_id = notice.id
+            self._touched.add(notice)
         else:
             pub.notice = notice
 
-    def _insert_new_notices(self) -> None:
-        """Write the batch's new notices and their children with executemany statements."""
+    def _write_new_rows(self) -> None:
+        """Write the batch's new notices, their children and new publications with executemany."""
         notices = self._new_notices
-        if not notices:
-            return
-        table = Notice.__table__
-        if not isinstance(table, Table):
-            raise TypeError(table)
-        columns = [c for c in table.columns if c.key != "id"]
-
-        def value(notice: Notice, column: Any) -> Any:
-            found = getattr(notice, column.key)
-            if found is None and column.default is not None:  # what a flush would have filled in
-                return column.default.arg if column.default.is_scalar else column.default.arg(None)
-            return found
-
-        rows = [{c.key: value(n, c) for c in columns} for n in notices]
-        returning = insert(table).returning(table.c.id, sort_by_parameter_order=True)
-        ids = list(self.session.execute(returning, rows).scalars())
+        ids = self._allocate_ids(Notice, len(notices))
+        for notice, notice_id in zip(notices, ids, strict=True):
+            notice.id = notice_id
+        if notices:
+            self.session.execute(insert(_table(Notice)), _rows(notices))
+        for pub, notice in self._new_links:
+            pub.notice_id = notice.id
+        if self._new_publications:
+            self.session.execute(insert(_table(Publication)), _rows(self._new_publications))
         lots, cpvs, departments, awards, changes = [], [], [], [], []
         for notice, notice_id in zip(notices, ids, strict=True):
+            # The collections as set, read without the events (and the cost) of creating the
+            # empty ones: most new notices have neither awards nor changes.
+            set_on = instance_dict(notice)
             lots += [
                 {
                     "notice_id": notice_id,
@@ -643,11 +711,15 @@ class Ingester:
                     "estimated_value": x.estimated_value,
                     "deadline_at": x.deadline_at,
                 }
-                for x in notice.lots
+                for x in set_on.get("lots", ())
             ]
-            cpvs += [{"notice_id": notice_id, "cpv": x.cpv, "position": x.position} for x in notice.cpv_links]
+            cpvs += [
+                {"notice_id": notice_id, "cpv": x.cpv, "position": x.position}
+                for x in set_on.get("cpv_links", ())
+            ]
             departments += [
-                {"notice_id": notice_id, "department": x.department} for x in notice.department_links
+                {"notice_id": notice_id, "department": x.department}
+                for x in set_on.get("department_links", ())
             ]
             awards += [
                 {
@@ -660,12 +732,13 @@ class Ingester:
                     "currency": x.currency,
                     "unsuccessful": x.unsuccessful,
                 }
-                for x in notice.awards
+                for x in set_on.get("awards", ())
             ]
             changes += [{"notice_id": notice_id, "publication_id": x.publication_id,
                          "source_ref": x.source_ref,
                          "field": x.field, "old_value": x.old_value, "new_value": x.new_value, "at": x.at}
-                        for x in notice.changes]  # fmt: skip
+                        for x in set_on.get("changes", ())]  # fmt: skip
+        # Core tables, not the mapped classes: the ORM's bulk path costs more than the INSERT itself.
         for model, values in (
             (Lot, lots),
             (NoticeCpv, cpvs),
@@ -674,11 +747,7 @@ class Ingester:
             (NoticeChange, changes),
         ):
             if values:
-                self.session.execute(insert(model), values)
-        notice_ids = {id(n): nid for n, nid in zip(notices, ids, strict=True)}
-        for pub, notice in self._new_links:
-            pub.notice_id = notice_ids[id(notice)]
-        self._new_notices, self._new_links = [], []
+                self.session.execute(insert(_table(model)), values)
 
     @staticmethod
     def _raw_of(pub: Publication) -> RawRecord:
@@ -703,6 +772,7 @@ class Ingester:
         claim_procedure_id: bool = True,
     ) -> bool:
         """Apply one publication's values; return True if a live field changed on an existing notice."""
+        self._applied[id(notice)] = notice
         warnings = list(parsed.warnings)
         when = (parsed.published_at or self.now.date()).isoformat()
         follow_up = parsed.nature in FOLLOW_UP
@@ -876,33 +946,35 @@ class Ingester:
             changed |= self._set_status(notice, pub, NoticeStatus.AWARDED, is_new=is_new)
         return changed
 
+    # A notice created in this batch (no id yet) is written by _write_new_rows, never by the unit
+    # of work: its collections are set without the ORM's change events, which cost more than
+    # the rest of applying a record (benchmarks/ingest.py).
+
     @staticmethod
     def _set_cpv(notice: Notice, codes: list[str]) -> None:
-        links = notice.cpv_links
-        if not links:  # a new notice: appending is much cheaper than replacing the collection
-            for position, code in enumerate(codes):
-                links.append(NoticeCpv(cpv=code, position=position))
+        if notice.id is None:
+            links = [NoticeCpv(cpv=code, position=position) for position, code in enumerate(codes)]
+            set_committed_value(notice, "cpv_links", links)
             return
-        existing = {link.cpv: link for link in links}
+        existing = {link.cpv: link for link in notice.cpv_links}
         notice.cpv_links = [existing.get(code) or NoticeCpv(cpv=code) for code in codes]
         for position, link in enumerate(notice.cpv_links):
             link.position = position
 
     @staticmethod
     def _set_departments(notice: Notice, departments: list[str]) -> None:
-        links = notice.department_links
-        if not links:
-            for department in departments:
-                links.append(NoticeDepartment(department=department))
+        if notice.id is None:
+            set_committed_value(
+                notice, "department_links", [NoticeDepartment(department=d) for d in departments]
+            )
             return
-        existing = {link.department: link for link in links}
+        existing = {link.department: link for link in notice.department_links}
         notice.department_links = [existing.get(d) or NoticeDepartment(department=d) for d in departments]
 
     @staticmethod
     def _set_lots(notice: Notice, lots: list[dict[str, Any]]) -> None:
-        if not notice.lots:
-            for position, data in enumerate(lots):
-                notice.lots.append(Lot(position=position, **data))
+        if notice.id is None:
+            set_committed_value(notice, "lots", [Lot(position=p, **data) for p, data in enumerate(lots)])
             return
         by_number = {lot.number: lot for lot in notice.lots}
         kept: list[Lot] = []

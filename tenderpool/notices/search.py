@@ -36,6 +36,11 @@ word, never an operator: no input can make a query fail.
   through ``websearch_to_tsquery('french', unaccent(...))``. Ranked by ts_rank. French stop words
   ("de", "la") are dropped there, so a query of stop words only finds nothing on PostgreSQL.
 
+Relevance ranks the newest ``RANK_LIMIT`` (1 000) matches, by arrival, which is all of them for
+any query that a person reads to the end; totals are counted up to ``COUNT_LIMIT`` (1 000), beyond
+which a page says "plus de 1 000 avis" (``SearchPage.total_capped``). Both bounds keep a common
+word from costing a read of a quarter of the notices (benchmarks/search.py).
+
 ``notice_search.document`` (title, buyer, description without HTML, lot titles) is kept by
 :func:`refresh_search_index`, which the ingestion calls for the notices of each batch;
 :func:`rebuild_search_index` (``tenderpool notices reindex``) redoes every notice.
@@ -55,7 +60,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from decimal import Decimal, InvalidOperation
 from html.parser import HTMLParser
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
@@ -80,7 +85,6 @@ from sqlalchemy import (
     or_,
     select,
     table,
-    union,
 )
 from sqlalchemy import cast as cast_
 from sqlalchemy import text as sql_text
@@ -108,6 +112,12 @@ SOURCES = ("boamp", "ted", "eforms", "boamp-xml", "manual")
 SORTS = ("relevance", "deadline", "published")
 MAX_TEXT = 300
 MAX_VALUES = 50
+# Totals are counted up to this many notices; beyond, a page says "plus de 1 000 avis". Counting
+# 100 000 matches cost more than finding the page itself (benchmarks/search.py), and no one pages
+# that far: a bigger total only says "refine your search".
+COUNT_LIMIT = 1000
+# Relevance orders the newest RANK_LIMIT matches (by arrival); fewer matches are all ranked.
+RANK_LIMIT = 1000
 
 _CPV_RE = re.compile(r"^(\d{8})(?:-\d)?$")
 _DEP_RE = re.compile(r"^(?:\d{2}|2[AB]|9[78]\d)$")
@@ -311,10 +321,12 @@ class SearchPage:
     """One page of results, in the order asked."""
 
     items: list[Notice]
-    total: int
+    total: int  # at most COUNT_LIMIT: see total_capped
     page: int
     per_page: int
     next_cursor: str | None = None  # for the API's cursor pagination
+    # More than ``total`` notices match ("plus de 1 000 avis"): counting is capped at COUNT_LIMIT.
+    total_capped: bool = False
 
     @property
     def pages(self) -> int:
@@ -546,13 +558,21 @@ def _stem(word: str) -> str:
     return str(stemmer.stemWord(word))
 
 
+@functools.lru_cache(maxsize=50_000)
+def _word_stems(word: str) -> tuple[str, ...]:
+    return tuple(_stem(token) for token in _TOKEN_RE.findall(fold(word)))
+
+
 def stem_tokens(text: str) -> list[str]:
     """Folded, French-stemmed words in their order: "Nettoyages des écoles" → nettoyag, de, ecol.
 
     Folding comes first, as in PostgreSQL (to_tsvector('french', unaccent(...))), so a word typed
     without its accents stems exactly like the accented one.
     """
-    return [_stem(token) for token in _TOKEN_RE.findall(fold(text))]
+    # Word by word, each distinct word folded and stemmed once: folding a whole document cost
+    # more than the rest of indexing it. The tokens are the same: whitespace is never part of a
+    # token, and neither lower() nor NFKD looks across it.
+    return [stem for word in text.split() for stem in _word_stems(word)]
 
 
 def fts_content(document: str) -> str:
@@ -732,9 +752,6 @@ def _text_match(session: Session, text: str, *, sqlite: bool) -> _TextMatch:
             func.ts_rank(_PG_SEARCH.c.tsv, tsquery, type_=Float).label("score"),
         )
         .where(match)
-        # OFFSET 0 keeps this subquery apart: the rank is computed while each row is read, rather
-        # than after the count's window, which would then hold every tsvector (and spill to disk).
-        .offset(0)
         .subquery()
     )
 
@@ -837,19 +854,26 @@ def search_notices(
         offset = position["offset"]
     elif position is not None:
         offset = 0
-    # PostgreSQL reads every match to rank them: the count comes in the same pass.
-    ranked_pass = sort == "relevance" and text is not None and text.ranked is not None and not sqlite
-    hidden = None if found.rows or ranked_pass else _hidden_among(session, found, text)
     if sort == "relevance" and text is not None and text.ranked is not None:
-        rows, counted = _ranked_page(session, found, text.ranked, hidden, offset=offset, limit=per_page + 1)
-        total = counted if counted is not None else _count(session, found, text, hidden, sqlite=sqlite)
+        total = _count(session, found, text, sqlite=sqlite)
+        rows = _ranked_page(session, found, text.ranked, offset=offset, limit=per_page + 1)
     else:
-        total = _count(session, found, text, hidden, sqlite=sqlite)
-        rows = _dated_page(
-            session, found, text, "published" if sort == "relevance" else sort,
-            None if sort == "relevance" else position, sqlite=sqlite, few=total <= _FEW,
-            offset=offset, limit=per_page + 1,
-        )  # fmt: skip
+        by = "published" if sort == "relevance" else sort
+        after = None if sort == "relevance" else position
+        listed = None
+        if found.rows and after is None:
+            # Row conditions: the rows are read anyway. Up to COUNT_LIMIT matches, one pass
+            # lists them with their sort key: the count and the page at once.
+            listed = _listed(session, found, text, by, sqlite=sqlite)
+        if listed is not None and len(listed) <= COUNT_LIMIT:
+            total, rows = len(listed), listed[offset : offset + per_page + 1]
+        else:
+            total = len(listed) if listed is not None else _count(session, found, text, sqlite=sqlite)
+            rows = _dated_page(
+                session, found, text, by, after, sqlite=sqlite, few=total <= min(_FEW, COUNT_LIMIT),
+                offset=offset, limit=per_page + 1,
+            )  # fmt: skip
+    capped, total = total > COUNT_LIMIT, min(total, COUNT_LIMIT)
     more, rows = len(rows) > per_page, rows[:per_page]
 
     next_cursor = None
@@ -881,7 +905,9 @@ def search_notices(
         )
     }
     items = [loaded[i] for i in ids if i in loaded]
-    return SearchPage(items=items, total=total, page=page, per_page=per_page, next_cursor=next_cursor)
+    return SearchPage(
+        items=items, total=total, page=page, per_page=per_page, next_cursor=next_cursor, total_capped=capped
+    )
 
 
 # On SQLite an "id IN (subquery)" becomes the loop that drives the query, whatever its size:
@@ -890,20 +916,6 @@ def search_notices(
 # results, the matching ids are listed first and only they are sorted. PostgreSQL weighs
 # semi-joins by itself.
 _FEW = 2000
-
-
-def _hidden_among(session: Session, found: _Filters, text: _TextMatch | None) -> set[int]:
-    """The hidden notices (merged, rejected: few) that the id filters would let through.
-
-    Without row conditions, counts and relevance pages are computed over ids alone and these are
-    taken away afterwards: cheaper than checking "not hidden" on every one of 50 000 matches.
-    """
-    hidden = (union(*found.hidden) if len(found.hidden) > 1 else found.hidden[0]).subquery()
-    hidden_id = hidden.c[0]
-    conditions: list[ColumnElement[bool]] = [ids.has(hidden_id) for ids in found.sets]
-    if text is not None and text.contains is not None:
-        conditions.append(text.contains(hidden_id))
-    return set(session.scalars(select(hidden_id).where(*conditions)))
 
 
 def _matching(found: _Filters, text: _TextMatch | None, *, sqlite: bool) -> Select[Any]:
@@ -932,53 +944,72 @@ def _matching(found: _Filters, text: _TextMatch | None, *, sqlite: bool) -> Sele
     )
 
 
-def _count(
-    session: Session, found: _Filters, text: _TextMatch | None, hidden: set[int] | None, *, sqlite: bool
-) -> int:
-    """How many notices pass the filters, reading the wide notices rows only for row conditions."""
-    if hidden is None:  # row conditions: the rows are read anyway
-        return (
-            session.scalar(select(func.count()).select_from(_matching(found, text, sqlite=sqlite).subquery()))
-            or 0
+def _count(session: Session, found: _Filters, text: _TextMatch | None, *, sqlite: bool) -> int:
+    """How many notices pass the filters, up to COUNT_LIMIT + 1 (enough to say "more than"), reading
+    the wide notices rows only for row conditions."""
+    if found.rows:  # the rows are read anyway
+        listed = _matching(found, text, sqlite=sqlite)
+    else:
+        sets = list(found.sets)
+        text_ids = text.ids if text is not None else None
+        if text_ids is not None:
+            driver = text_ids.subquery()
+        elif sets:
+            first = sets.pop(0)
+            ids = first.ids(unindexed=sqlite)
+            driver = (ids if first.unique else ids.distinct()).subquery()  # several CPV codes, départements…
+        else:  # no filter at all
+            driver = select(Notice.id).subquery()
+        notice_id = driver.c[0]
+        # The hidden test is on ids only, and the count stops after COUNT_LIMIT + 1 of them.
+        listed = select(notice_id).where(
+            *[ids.has(notice_id) for ids in sets], *[notice_id.not_in(ids) for ids in found.hidden]
         )
-    sets = list(found.sets)
-    text_ids = text.ids if text is not None else None
-    if text_ids is not None:
-        driver = text_ids.subquery()
-    elif sets:
-        first = sets.pop(0)
-        listed = first.ids(unindexed=sqlite)
-        driver = (
-            listed if first.unique else listed.distinct()
-        ).subquery()  # several CPV codes, départements…
-    else:  # no filter at all: a table's count is instant
-        return (session.scalar(select(func.count()).select_from(Notice)) or 0) - len(hidden)
-    matching = select(func.count()).select_from(driver).where(*[ids.has(driver.c[0]) for ids in sets])
-    return (session.scalar(matching) or 0) - len(hidden)
+    return session.scalar(select(func.count()).select_from(listed.limit(COUNT_LIMIT + 1).subquery())) or 0
+
+
+class _Hit(NamedTuple):
+    id: int
+    key: Any  # the sort column's value
+
+
+def _listed(
+    session: Session, found: _Filters, text: _TextMatch | None, sort: str, *, sqlite: bool
+) -> list[Any]:
+    """Up to COUNT_LIMIT + 1 matches (with row conditions) as (id, key), in ``sort`` order when
+    there are no more than COUNT_LIMIT: the order of _dated_page, undated notices last."""
+    matching = _matching(found, text, sqlite=sqlite)  # with row conditions, a query on notices
+    key = Notice.deadline_at if sort == "deadline" else Notice.published_at
+    listed = session.execute(matching.add_columns(key).limit(COUNT_LIMIT + 1))
+    rows = [_Hit(notice_id, value) for notice_id, value in listed]
+    if len(rows) > COUNT_LIMIT:
+        return rows
+    dated = [row for row in rows if row.key is not None]
+    undated = [row for row in rows if row.key is None]
+    if sort == "deadline":  # soonest first
+        return sorted(dated, key=lambda r: (r.key, r.id)) + sorted(undated, key=lambda r: r.id)
+    return sorted(dated, key=lambda r: (r.key, r.id), reverse=True) + sorted(undated, key=lambda r: -r.id)
 
 
 def _ranked_page(
-    session: Session, found: _Filters, ranked: Subquery, hidden: set[int] | None, *, offset: int, limit: int
-) -> tuple[list[Any], int | None]:
-    """A page by relevance, and the total when it came with it (the ranking reads every match)."""
+    session: Session, found: _Filters, ranked: Subquery, *, offset: int, limit: int
+) -> list[Any]:
+    """A page by relevance among the RANK_LIMIT newest matches (all of them when fewer match).
+
+    Ranking every match of a common word read the text of a quarter of the notices for each query
+    (benchmarks/search.py). The newest matches, by id (the order notices arrive in), are read in
+    the order of the full-text index on SQLite and of the primary key on PostgreSQL, stopping at
+    RANK_LIMIT; only they are scored.
+    """
     notice_id = ranked.c.nid
-    stmt = select(notice_id.label("id"), ranked.c.score).select_from(ranked)
-    stmt = stmt.where(*[ids.has(notice_id) for ids in found.sets]).order_by(
-        ranked.c.score.desc(), notice_id.desc()
+    candidates = select(notice_id.label("id"), ranked.c.score).where(
+        *[ids.has(notice_id) for ids in found.sets], *[notice_id.not_in(ids) for ids in found.hidden]
     )
-    if hidden is not None:
-        # Only ids are checked: rank without the hidden test, read as many more rows as there are
-        # hidden matches, and drop those.
-        rows = [
-            row for row in session.execute(stmt.limit(offset + limit + len(hidden))) if row.id not in hidden
-        ]
-        return rows[offset : offset + limit], None
-    stmt = stmt.where(*[notice_id.not_in(ids) for ids in found.hidden])
     if found.rows:
-        stmt = stmt.join(Notice, Notice.id == notice_id).where(*found.rows)
-    stmt = stmt.add_columns(func.count().over().label("total"))
-    rows = list(session.execute(stmt.offset(offset).limit(limit)).all())
-    return rows, (rows[0].total if rows else None)
+        candidates = candidates.join(Notice, Notice.id == notice_id).where(*found.rows)
+    newest = candidates.order_by(notice_id.desc()).limit(RANK_LIMIT).subquery()
+    stmt = select(newest.c.id, newest.c.score).order_by(newest.c.score.desc(), newest.c.id.desc())
+    return list(session.execute(stmt.offset(offset).limit(limit)).all())
 
 
 def _dated_page(
@@ -1058,7 +1089,10 @@ def _documents(session: Session, ids: list[int]) -> dict[int, str]:
 
 
 def _write_index(session: Session, ids: list[int], *, sqlite: bool) -> int:
-    documents = _documents(session, ids)
+    return _write_documents(session, ids, _documents(session, ids), sqlite=sqlite)
+
+
+def _write_documents(session: Session, ids: list[int], documents: Mapping[int, str], *, sqlite: bool) -> int:
     rows = [{"notice_id": notice_id, "document": doc} for notice_id, doc in documents.items()]
     if sqlite:
         # FTS5 rows are keyed by rowid with no foreign key: delete for every id asked, so that a
@@ -1091,6 +1125,28 @@ def refresh_search_index(session: Session, notice_ids: Iterable[int]) -> None:
     sqlite = session.get_bind().dialect.name == "sqlite"
     for start in range(0, len(ids), _CHUNK):
         _write_index(session, ids[start : start + _CHUNK], sqlite=sqlite)
+
+
+def index_notices(session: Session, notices: Iterable[Notice]) -> None:
+    """Rebuild the search text of these notices from the objects themselves; only flushes.
+
+    For a caller that holds the notices with their lots (the ingestion): the same as
+    :func:`refresh_search_index` without reading them back from the database.
+    """
+    documents = {
+        notice.id: search_document(
+            notice.title, notice.buyer_name, notice.description, [lot.title for lot in notice.lots]
+        )
+        for notice in notices
+    }
+    if not documents:
+        return
+    session.flush()
+    sqlite = session.get_bind().dialect.name == "sqlite"
+    ids = sorted(documents)
+    for start in range(0, len(ids), _CHUNK):
+        chunk = ids[start : start + _CHUNK]
+        _write_documents(session, chunk, {i: documents[i] for i in chunk}, sqlite=sqlite)
 
 
 def rebuild_search_index(session: Session) -> int:

@@ -221,3 +221,15 @@ def test_source_html_is_sanitised(session: Session) -> None:
     assert notice.description is not None and "Objet" in notice.description
     for bad in ("<script", "onerror", "javascript:", "<img"):
         assert bad not in notice.description
+
+
+def test_notice_in_the_session_sees_a_publication_linked_later(session: Session) -> None:
+    # New publications are written with plain INSERTs: a notice already loaded, with its
+    # publications, must not keep a stale list.
+    change, call = _change_and_call()
+    ingest_records(session, [call], now=NOW)
+    notice = session.scalars(select(Notice)).one()
+    assert [p.source_ref for p in notice.publications] == [call.source_ref]
+    assert ingest_records(session, [change], now=NOW).linked == 1
+    assert sorted(p.source_ref for p in notice.publications) == sorted([change.source_ref, call.source_ref])
+    assert [c.field for c in notice.changes] and notice.deadline_at is not None

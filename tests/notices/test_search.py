@@ -569,3 +569,58 @@ def test_cli_reindex(temp_db_factory: Any, tmp_path: Path) -> None:
     with Session(db.engine) as session:
         assert search(session, q="caserne").total == 1
     db.engine.dispose()
+
+
+# --------------------------------------------------------------------------- caps (issue 4)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        {"q": "nettoyage"},
+        {},
+        {"dep": "59,76,69,74,92,77"},
+        {"q": "nettoyage", "status": "open,closed,awarded,cancelled"},
+    ],
+)
+def test_total_is_capped_beyond_the_count_limit(
+    session: Session, many: list[int], monkeypatch: pytest.MonkeyPatch, args: dict[str, str]
+) -> None:
+    query = SearchQuery.from_args(args)
+    exact = search_notices(session, query, now=NOW, per_page=5)
+    assert (exact.total, exact.total_capped) == (23, False)
+    monkeypatch.setattr(search_module, "COUNT_LIMIT", 10)
+    capped = search_notices(session, query, now=NOW, per_page=5)
+    # "plus de 10 avis": the first pages are the same, there are just no more than two of them.
+    assert (capped.total, capped.total_capped, capped.pages) == (10, True, 2)
+    assert ids(capped) == ids(exact) and capped.next_cursor is not None
+    monkeypatch.setattr(search_module, "COUNT_LIMIT", 23)
+    assert search_notices(session, query, now=NOW, per_page=5).total_capped is False
+
+
+def test_relevance_ranks_the_newest_matches(
+    session: Session, many: list[int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    query = SearchQuery.from_args({"q": "nettoyage vitres"})
+    everything = search_notices(session, query, now=NOW, per_page=100)
+    monkeypatch.setattr(search_module, "RANK_LIMIT", 5)
+    newest = search_notices(session, query, now=NOW, per_page=100)
+    assert newest.total == everything.total  # the count is not the ranking's
+    # The five newest matches (by id: arrival), in the order the whole ranking gives them.
+    five = set(sorted(ids(everything))[-5:])
+    assert ids(newest) == [i for i in ids(everything) if i in five]
+
+
+@pytest.mark.parametrize("sort", ["deadline", "published"])
+def test_listing_with_row_conditions_sorts_like_the_index_walk(
+    session: Session, many: list[int], monkeypatch: pytest.MonkeyPatch, sort: str
+) -> None:
+    """Up to COUNT_LIMIT matches with row conditions are listed once and sorted in Python: the same
+    order as the queries that walk the sort column's index."""
+    query = SearchQuery.from_args({"q": "nettoyage", "status": "open,closed,awarded,cancelled", "sort": sort})
+    listed = search_notices(session, query, now=NOW, per_page=100)
+    monkeypatch.setattr(search_module, "_listed", lambda *args, **kwargs: None)
+    for few in (2000, -1):
+        monkeypatch.setattr(search_module, "_FEW", few)
+        walked = search_notices(session, query, now=NOW, per_page=100)
+        assert ids(walked) == ids(listed) and walked.total == listed.total == 23

@@ -1,0 +1,1 @@
+"""Operations: scheduled job runs, "run now" requests, scheduler instances, health, backups."""
