@@ -144,6 +144,23 @@ DEMO_FIRMS = (
         ),
     ),
     DemoFirm(
+        "87345612300017",
+        "Courants Forts Essonne",
+        "21 rue de la Gare",
+        "91150",
+        "Étampes",
+        "Karim Haddad",
+        "karim.haddad@courants-forts-essonne.example",
+        profile=DemoProfile(
+            cpv=("45310000", "45315000", "45311000"),
+            keywords=("électricité", "courants faibles", "chauffage électrique"),
+            zone=("91", "77", "45"),
+            naf_code="43.21A",
+            description="Électricité générale, courants forts et faibles, dans les bâtiments publics.",
+            turnover=((2024, 690_000, 9), (2025, 740_000, 10)),
+        ),
+    ),
+    DemoFirm(
         "86104597900015",
         "Numérique Saclay Services",
         "9 rue de la Noue",
@@ -333,6 +350,9 @@ def _ensure_profile(
         ]
     if firm.profile_updated_at is None:
         firm.profile_updated_at = now
+        # Listed in the partner directory, so that the demo groupement gets suggestions.
+        firm.directory_opt_in = True
+        firm.directory_fields = ["description", "skills", "keywords", "zone", "headcount_band", "references"]
     existing = set(session.scalars(select(SavedSearch.name).where(SavedSearch.user_id == owner.id)))
     for name, raw in profile.searches:
         if name not in existing:
