@@ -32,7 +32,7 @@ from tenderpool.notices.models import (
     NoticeTag,
     Publication,
 )
-from tenderpool.notices.sanitize import sanitize_html
+from tenderpool.notices.sanitize import safe_url, sanitize_html
 from tenderpool.reference import cpv_codes
 
 EDITABLE_FIELDS = {
@@ -224,6 +224,13 @@ def _set(notice: Notice, field: str, value: Any) -> None:
         setattr(notice, field, value)
 
 
+def _http_url(value: str, field: str) -> str:
+    url = safe_url(value)
+    if url is None:
+        raise ValidationError("Le lien doit être une adresse http:// ou https://.", field=field)
+    return url
+
+
 def clean_cpv_list(raw: Iterable[str]) -> list[str]:
     codes: list[str] = []
     known = cpv_codes()
@@ -257,6 +264,8 @@ def edit(
             raise ValidationError(f"Champ non modifiable : {field}.")
         if field == "description" and value:
             value = sanitize_html(value)
+        if field == "dce_url" and value:
+            value = _http_url(value, field)
         old = _current(notice, field)
         if _display(old) == _display(value):
             continue
@@ -477,8 +486,9 @@ def create_manual(
     _staff_only(by)
     if not title.strip() or not buyer_name.strip():
         raise ValidationError("L'intitulé et l'acheteur sont obligatoires.")
-    if not url.startswith(("http://", "https://")):
+    if safe_url(url) is None:
         raise ValidationError("Indiquez l'adresse (https://…) où l'avis a été trouvé.", field="url")
+    dce_url = _http_url(dce_url, "dce_url") if dce_url else None
     procedure_id = (procedure_id or "").strip().lower() or None
     if procedure_id and session.scalar(select(Notice.id).where(Notice.procedure_id == procedure_id)):
         raise Conflict("Un avis porte déjà cet identifiant de procédure.", field="procedure_id")

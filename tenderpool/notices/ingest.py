@@ -55,7 +55,7 @@ from tenderpool.notices.models import (
     PublicationRef,
     PublicationState,
 )
-from tenderpool.notices.sanitize import sanitize_html
+from tenderpool.notices.sanitize import safe_url, sanitize_html
 from tenderpool.notices.search import index_notices
 from tenderpool.reference import cpv_codes
 
@@ -442,7 +442,7 @@ class Ingester:
         pub.aliases = [r for r in _self_refs(parsed) if r != parsed.source_ref]
         pub.previous_refs = _previous_refs(parsed)
         pub.title = parsed.title
-        pub.url = parsed.url
+        pub.url = safe_url(parsed.url)
         pub.warnings = list(parsed.warnings)
         if pub.state != PublicationState.LINKED or pub.notice_id is None:
             pub.state = PublicationState.WAITING.value  # until linked below
@@ -849,8 +849,8 @@ class Ingester:
         )
         assign("currency", parsed.currency, notice.currency, set_attr("currency"))
         assign("nuts", list(parsed.nuts), list(notice.nuts or []), set_attr("nuts"))
-        assign("url", parsed.url, notice.url, set_attr("url"))
-        assign("dce_url", parsed.dce_url, notice.dce_url, set_attr("dce_url"))
+        assign("url", safe_url(parsed.url), notice.url, set_attr("url"))
+        assign("dce_url", safe_url(parsed.dce_url), notice.dce_url, set_attr("dce_url"))
         assign("cpv", _valid_cpv(parsed.cpv, warnings), notice.cpv, lambda v: self._set_cpv(notice, v))
         assign(
             "departments",
