@@ -259,13 +259,7 @@ def reset_password(
     check_password_policy(new_password, settings.security)
     row.used_at = now
     _set_password(user, new_password)
-    # Spend every other outstanding link of this account too.
-    for other in session.scalars(
-        select(PasswordResetToken).where(
-            PasswordResetToken.user_id == user.id, PasswordResetToken.used_at.is_(None)
-        )
-    ):
-        other.used_at = now
+    _spend_reset_links(session, user, now)  # every other outstanding link of this account too
     record_audit(session, "password_reset", actor=user, target_type="user", target_id=user.id, ip=ip, now=now)
     return user
 
@@ -273,6 +267,17 @@ def reset_password(
 def _set_password(user: User, password: str) -> None:
     user.password_hash = hash_password(password)
     user.auth_version += 1  # logs every other session out
+
+
+def _spend_reset_links(session: Session, user: User, now: dt.datetime) -> None:
+    """A new password ends the outstanding reset links, as it ends the other sessions: a link
+    left in a mailbox that may be compromised must not outlive it."""
+    for row in session.scalars(
+        select(PasswordResetToken).where(
+            PasswordResetToken.user_id == user.id, PasswordResetToken.used_at.is_(None)
+        )
+    ):
+        row.used_at = now
 
 
 def change_password(
@@ -287,6 +292,7 @@ def change_password(
         )
     check_password_policy(new, settings.security)
     _set_password(user, new)
+    _spend_reset_links(session, user, now)
     record_audit(
         session, "password_changed", actor=user, target_type="user", target_id=user.id, ip=ip, now=now
     )
@@ -300,6 +306,7 @@ def set_password(session: Session, settings: Settings, *, email: str, password: 
         raise NotFound(f"Aucun compte pour {email}.")
     check_password_policy(password, settings.security)
     _set_password(user, password)
+    _spend_reset_links(session, user, dt.datetime.now(dt.UTC))
     record_audit(session, "password_set_by_operator", target_type="user", target_id=user.id)
     return user
 

@@ -801,6 +801,24 @@ def claim_email_invitation(session: Session, token: str, *, by: User, now: dt.da
     return consortium
 
 
+def lock_membership(session: Session, consortium: Consortium) -> None:
+    """Queue membership changes of one groupement on its row, then read its members afresh.
+
+    Twenty firms accepting at once would otherwise each see the status and the members as they
+    were before the others committed: each would move « forming » to « assembling » and journal
+    it, and two members leaving at once could leave the status stale. PostgreSQL holds the row
+    lock (SELECT … FOR UPDATE) until the commit; SQLite serialises writers anyway."""
+    session.execute(select(Consortium.id).where(Consortium.id == consortium.id).with_for_update()).all()
+    session.execute(
+        select(Consortium).where(Consortium.id == consortium.id).execution_options(populate_existing=True)
+    ).all()
+    session.execute(
+        select(ConsortiumMember)
+        .where(ConsortiumMember.consortium_id == consortium.id)
+        .execution_options(populate_existing=True)
+    ).all()
+
+
 def answer_invitation(
     session: Session,
     consortium: Consortium,
@@ -811,6 +829,7 @@ def answer_invitation(
     now: dt.datetime,
 ) -> ConsortiumMember:
     """The invited firm accepts or declines, with a message; the mandataire is emailed at once."""
+    lock_membership(session, consortium)
     member = member_of(consortium, firm_id_of(session, by))
     if member is None or member.state != MemberState.INVITED:
         raise NotFound("Aucune invitation en attente pour votre entreprise.")
@@ -930,6 +949,7 @@ def decide_request(
     now: dt.datetime,
 ) -> ConsortiumMember:
     """The mandataire accepts or declines a firm's request to join; the firm is emailed at once."""
+    lock_membership(session, consortium)
     _require_mandataire(session, by, consortium, "répondre aux demandes")
     member = next((m for m in consortium.members if m.id == member_id), None)
     if member is None or member.state != MemberState.REQUESTED:
@@ -999,6 +1019,7 @@ def cancel_invitation(
 
 def leave(session: Session, consortium: Consortium, *, by: User, now: dt.datetime) -> None:
     """A member leaves before submission; its parts of the répartition go with it."""
+    lock_membership(session, consortium)
     member = acting_member(session, by, consortium)
     _require_not_frozen(consortium)
     if member.is_mandataire and len(consortium.active_members) > 1:

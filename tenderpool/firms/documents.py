@@ -172,8 +172,11 @@ MAX_NAME_LENGTH = 200
 # small file (a "pixel flood" compresses very well).
 MAX_IMAGE_SIDE = 30_000
 MAX_IMAGE_PIXELS = 100_000_000
-# PDF: the most any compressed structure may grow to while it is read (object streams).
+# PDF: the most any compressed stream may grow to when it is read (object streams, page
+# contents, images), and the most all of them together may: a "zip bomb" hidden in a page's
+# content stream would otherwise pass the upload and explode in the reader of the dossier.
 PDF_MAX_INFLATED_BYTES = 32 * 1024 * 1024
+PDF_MAX_TOTAL_INFLATED_BYTES = 256 * 1024 * 1024
 _SIGNATURES = {b"%PDF-": "pdf", b"\x89PNG\r\n\x1a\n": "png", b"\xff\xd8\xff": "jpeg"}
 _FOREIGN_SIGNATURES = {
     b"PK\x03\x04": "une archive ZIP (ou un document Office)",
@@ -354,6 +357,7 @@ def _check_pdf(data: bytes) -> None:
                 raise UploadRefused("Ce PDF ne contient aucune page.")
             for found in _active_content(reader):
                 _refuse_active(found)
+            _inflate_every_stream(reader)
     except UploadRefused:
         raise
     except LimitReachedError:
@@ -364,6 +368,23 @@ def _check_pdf(data: bytes) -> None:
         raise UploadRefused(_UNREADABLE_PDF) from None
     except Exception:  # a damaged file can make the parser fail in any way: it is unreadable
         raise UploadRefused(_UNREADABLE_PDF) from None
+
+
+def _inflate_every_stream(reader: Any) -> None:
+    """Decompress every stream once, within the limits: LimitReachedError marks a bomb.
+
+    Images in JPEG (DCTDecode) come back as they are, so ordinary scans cost little."""
+    from pypdf.errors import LimitReachedError
+    from pypdf.generic import IndirectObject, StreamObject
+
+    total = 0
+    references = [(idnum, generation) for generation, table in reader.xref.items() for idnum in table]
+    for idnum, generation in references:
+        obj = reader.get_object(IndirectObject(idnum, generation, reader))
+        if isinstance(obj, StreamObject):
+            total += len(obj.get_data())
+            if total > PDF_MAX_TOTAL_INFLATED_BYTES:
+                raise LimitReachedError("inflated streams exceed the total budget")
 
 
 def _refuse_active(name: str) -> None:

@@ -146,6 +146,12 @@ def run_scrape(
         failed = True
         errors.append(f"{type(exc).__name__}: {exc}")
         log.warning("scrape %s stopped: %s", source_name, exc)
+    except Exception as exc:
+        # The database went away (a restart, a failover) or anything unforeseen: the pages
+        # committed so far stay, the run is recorded as failed rather than left "running", and the
+        # error goes up to the caller (the scheduler retries the job; the window is idempotent).
+        _record_failure(db, run_id, totals, f"{type(exc).__name__}: {exc}", now())
+        raise
 
     expected = sum(window_totals.values()) if window_totals else None
     errors.extend(f"{ref} : {reason}" for ref, reason in totals.rejections[:200])
@@ -179,6 +185,20 @@ def run_scrape(
         session.flush()
         session.expunge(run)
     return run
+
+
+def _record_failure(db: Database, run_id: int, totals: IngestStats, error: str, at: dt.datetime) -> None:
+    """Best effort: the database may still be unreachable, and the original error matters more."""
+    try:
+        with db.session_scope() as session:
+            _save_counts(session, run_id, IngestStats(), IngestStats(), final=totals)
+            run = session.get(ScrapeRun, run_id)
+            if run is not None:
+                run.status = "partial" if totals.read else "failed"
+                run.errors = [error[:500]]
+                run.finished_at = at
+    except Exception:
+        log.warning("scrape run %s could not be recorded as failed", run_id, exc_info=True)
 
 
 def _save_counts(
