@@ -34,6 +34,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check tenderpool scrapers
 	$(VENV)/bin/mypy
+	$(VENV)/bin/bandit -q -r tenderpool scrapers -ll
 
 test-sqlite: $(STAMP) $(AXE)
 	TENDERPOOL_TEST_DB=sqlite $(PY) -m pytest -q

@@ -67,7 +67,7 @@ def render_markdown(text: str) -> Markup:
         link_rel="noopener noreferrer nofollow",
         filter_style_properties={"text-align"},
     )
-    return Markup(clean)  # noqa: S704 - nh3 output is sanitised HTML
+    return Markup(clean)  # nh3 output is sanitised HTML  # noqa: S704  # nosec B704
 
 
 def _writable(session: Session, user: User, consortium: Consortium) -> Any:

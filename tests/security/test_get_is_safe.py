@@ -1,5 +1,6 @@
 """No state change on GET: every GET route of the matrix, as the most privileged role allowed to
-use it, runs without a single INSERT, UPDATE or DELETE reaching the database.
+use it, runs without a single INSERT, UPDATE or DELETE reaching the database; and its security
+headers hold (the CSP without inline script, no caching of HTML pages).
 
 The matrix (tests/test_route_matrix.py) proves that every POST refuses a missing CSRF token; this
 is the other half: a GET (a link, an <img src>, a prefetch) can be forged by any site, so it must
@@ -9,6 +10,7 @@ uses, so nothing escapes the count.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -106,6 +108,28 @@ def test_get_changes_nothing(
     assert not unexpected, f"GET {url} as {role} wrote to {sorted(unexpected)}: {writes.writes}"
     # A listed exception that no longer writes is stale: remove it.
     assert writes.tables() == allowed, f"{endpoint} no longer writes {sorted(allowed)}"
+    _check_headers(url, response)
+
+
+def _check_headers(url: str, response: Any) -> None:
+    """The CSP holds on every page (no inline script anywhere), and HTML is never cached: pages
+    may show private data (a shared proxy or the browser's back button must not keep them)."""
+    policy = response.headers.get("Content-Security-Policy", "")
+    directives = dict([*part.strip().split(" ", 1), ""][:2] for part in policy.split(";") if part.strip())
+    if directives.get("default-src") == "'none'" and "sandbox" in directives:
+        pass  # a downloaded file: nothing may load or run at all, stricter than the pages' policy
+    else:
+        assert directives.get("script-src") == "'self'", f"{url}: script-src {directives.get('script-src')!r}"
+        assert directives.get("object-src") == "'none'" and directives.get("frame-ancestors") == "'none'", url
+    assert "unsafe" not in policy, f"{url}: {policy}"
+    assert response.headers.get("X-Content-Type-Options") == "nosniff", url
+    if response.mimetype == "text/html":
+        assert response.headers.get("Cache-Control") == "no-store", (
+            f"{url}: {response.headers.get('Cache-Control')}"
+        )
+        body = response.get_data(as_text=True)
+        # No inline script the CSP would have to allow: every <script> has a src.
+        assert all("src=" in tag for tag in re.findall(r"<script\b[^>]*>", body)), f"{url}: inline <script>"
 
 
 def test_the_counter_sees_writes(
