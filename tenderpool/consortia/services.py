@@ -610,6 +610,52 @@ def form_text(consortium: Consortium) -> str:
 # --------------------------------------------------------------------------- membership
 
 
+def _pending(
+    session: Session,
+    consortium: Consortium,
+    member: ConsortiumMember | None,
+    *,
+    firm_id: int,
+    state: MemberState,
+    invited_by_id: int | None,
+    message: str | None,
+    now: dt.datetime,
+) -> ConsortiumMember:
+    """An invitation or a request to join, on a new row or on the firm's earlier one (a firm
+    that declined or left may be invited again: one row per firm and consortium)."""
+    if member is None:
+        member = ConsortiumMember(consortium_id=consortium.id, firm_id=firm_id, created_at=now)
+        session.add(member)
+        consortium.members.append(member)
+    member.role = MemberRole.COTRAITANT.value
+    member.state = state.value
+    member.invited_by_id = invited_by_id
+    member.message = message
+    member.created_at = now
+    member.answered_at = member.joined_at = member.left_at = None
+    return member
+
+
+def _settle(
+    session: Session, consortium: Consortium, member: ConsortiumMember, *, accept: bool, now: dt.datetime
+) -> None:
+    """An invitation or a request answered: joining checks the frozen composition and R2142-21."""
+    if accept:
+        _require_not_frozen(consortium)
+        check_multiple_bids(
+            session,
+            firm=member.firm,
+            notice=consortium.notice,
+            lots=consortium.lot_numbers,
+            exclude=consortium.id,
+        )
+        member.state = MemberState.ACTIVE.value
+        member.joined_at = now
+    else:
+        member.state = MemberState.DECLINED.value
+    member.answered_at = now
+
+
 def invite_firm(
     session: Session,
     consortium: Consortium,
@@ -640,16 +686,16 @@ def invite_firm(
         lots=consortium.lot_numbers,
         exclude=consortium.id,
     )
-    if member is None:
-        member = ConsortiumMember(consortium_id=consortium.id, firm_id=firm.id, created_at=now)
-        session.add(member)
-        consortium.members.append(member)
-    member.role = MemberRole.COTRAITANT.value
-    member.state = MemberState.INVITED.value
-    member.invited_by_id = by.id
-    member.message = message
-    member.created_at = now
-    member.answered_at = member.joined_at = member.left_at = None
+    member = _pending(
+        session,
+        consortium,
+        member,
+        firm_id=firm.id,
+        state=MemberState.INVITED,
+        invited_by_id=by.id,
+        message=message,
+        now=now,
+    )
     session.flush()
     record_event(
         session,
@@ -778,16 +824,16 @@ def claim_email_invitation(session: Session, token: str, *, by: User, now: dt.da
     invitation.claimed_by_firm_id = firm.id
     member = member_of(consortium, firm.id)
     if member is None or member.state not in LIVE_STATES:
-        if member is None:
-            member = ConsortiumMember(consortium_id=consortium.id, firm_id=firm.id, created_at=now)
-            session.add(member)
-            consortium.members.append(member)
-        member.role = MemberRole.COTRAITANT.value
-        member.state = MemberState.INVITED.value
-        member.invited_by_id = invitation.invited_by_id
-        member.message = invitation.message
-        member.created_at = now
-        member.answered_at = member.joined_at = member.left_at = None
+        member = _pending(
+            session,
+            consortium,
+            member,
+            firm_id=firm.id,
+            state=MemberState.INVITED,
+            invited_by_id=invitation.invited_by_id,
+            message=invitation.message,
+            now=now,
+        )
         record_event(
             session,
             consortium,
@@ -834,20 +880,7 @@ def answer_invitation(
     if member is None or member.state != MemberState.INVITED:
         raise NotFound("Aucune invitation en attente pour votre entreprise.")
     message = clean_text(message, label="Message", field_name="message")
-    if accept:
-        _require_not_frozen(consortium)
-        check_multiple_bids(
-            session,
-            firm=member.firm,
-            notice=consortium.notice,
-            lots=consortium.lot_numbers,
-            exclude=consortium.id,
-        )
-        member.state = MemberState.ACTIVE.value
-        member.joined_at = now
-    else:
-        member.state = MemberState.DECLINED.value
-    member.answered_at = now
+    _settle(session, consortium, member, accept=accept, now=now)
     member.message = message
     verb = "accepte" if accept else "décline"
     record_event(
@@ -902,16 +935,16 @@ def request_to_join(
     if member is not None and member.state == MemberState.DECLINED and member.invited_by_id is None:
         raise Conflict("Le mandataire a déjà décliné votre demande pour ce groupement.")
     message = clean_text(message, label="Message", field_name="message")
-    if member is None:
-        member = ConsortiumMember(consortium_id=consortium.id, firm_id=firm_id, created_at=now)
-        session.add(member)
-        consortium.members.append(member)
-    member.role = MemberRole.COTRAITANT.value
-    member.state = MemberState.REQUESTED.value
-    member.invited_by_id = None
-    member.message = message
-    member.created_at = now
-    member.answered_at = member.joined_at = member.left_at = None
+    member = _pending(
+        session,
+        consortium,
+        member,
+        firm_id=firm_id,
+        state=MemberState.REQUESTED,
+        invited_by_id=None,
+        message=message,
+        now=now,
+    )
     session.flush()
     record_event(
         session,
@@ -955,20 +988,7 @@ def decide_request(
     if member is None or member.state != MemberState.REQUESTED:
         raise NotFound("Cette demande n'existe pas ou a déjà reçu une réponse.")
     message = clean_text(message, label="Message", field_name="message")
-    if accept:
-        _require_not_frozen(consortium)
-        check_multiple_bids(
-            session,
-            firm=member.firm,
-            notice=consortium.notice,
-            lots=consortium.lot_numbers,
-            exclude=consortium.id,
-        )
-        member.state = MemberState.ACTIVE.value
-        member.joined_at = now
-    else:
-        member.state = MemberState.DECLINED.value
-    member.answered_at = now
+    _settle(session, consortium, member, accept=accept, now=now)
     verb = "accepte" if accept else "décline"
     record_event(
         session,

@@ -85,21 +85,35 @@ def _notice_panel(notice: Notice) -> dict[str, Any]:
     }
 
 
-def _run(action: Callable[[], Any], success: str | None, back: str) -> Response:
-    """Call a service; commit and flash success, or roll back and flash the rule it broke."""
+def _save(action: Callable[[], Any]) -> DomainError | None:
+    """Call a service and commit; or roll back and return the rule it broke (404 aborts)."""
     db = db_session()
     try:
-        result = action()
+        action()
     except NotFound:
         db.rollback()
         abort(404)
     except DomainError as exc:
         db.rollback()
-        flash(exc.message, "error")
-        return redirect(back)
+        return exc
     db.commit()
-    if success:
-        flash(success.format(result=result) if "{result" in success else success, "success")
+    return None
+
+
+def _status(refused: DomainError | None) -> int:
+    """A page shown again after a refusal: 409 when another member saved first, else 400."""
+    if refused is None:
+        return 200
+    return 409 if isinstance(refused, services.EditConflict) else 400
+
+
+def _run(action: Callable[[], Any], success: str | None, back: str) -> Response:
+    """Call a service; commit and flash success, or roll back and flash the rule it broke."""
+    refused = _save(action)
+    if refused is not None:
+        flash(refused.message, "error")
+    elif success:
+        flash(success, "success")
     return redirect(back)
 
 
@@ -267,11 +281,10 @@ def workspace_page(consortium_id: int) -> str:
 def settings_page(consortium_id: int) -> tuple[str, int] | Response:
     db = db_session()
     consortium = _workspace(consortium_id)
-    error = None
-    conflict = False
+    refused = None
     if request.method == "POST":
-        try:
-            services.update_settings(
+        refused = _save(
+            lambda: services.update_settings(
                 db,
                 consortium,
                 by=current_user,
@@ -287,27 +300,20 @@ def settings_page(consortium_id: int) -> tuple[str, int] | Response:
                 requirements_note=request.form.get("requirements_note", ""),
                 now=_now(),
             )
-        except NotFound:
-            db.rollback()
-            abort(404)
-        except DomainError as exc:
-            db.rollback()
-            error = exc
-            conflict = isinstance(exc, services.EditConflict)
-            consortium = _workspace(consortium_id)
-        else:
-            db.commit()
+        )
+        if refused is None:
             flash("Groupement mis à jour.", "success")
             return redirect(_to(consortium_id))
+        consortium = _workspace(consortium_id)
     return render_template(
         "consortia/settings.html",
         **_common(consortium, "settings"),
-        error=error,
-        conflict=conflict,
+        error=refused,
+        conflict=isinstance(refused, services.EditConflict),
         lots=services.notice_lot_numbers(consortium.notice),
         Form=Form,
         Visibility=Visibility,
-    ), (409 if conflict else 200)
+    ), _status(refused)
 
 
 # --------------------------------------------------------------------------- partners and members
@@ -593,8 +599,9 @@ def repartition(consortium_id: int) -> str | tuple[str, int] | Response:
     db = db_session()
     consortium = _workspace(consortium_id)
     conflict: dict[str, Any] | None = None
-    error = None
+    error: dict[str, Any] | None = None
     submitted: dict[str, Any] | None = None
+    refused: DomainError | None = None
     if request.method == "POST":
         lot_number = request.form.get("lot", WHOLE_MARKET)
         rows = [
@@ -606,8 +613,8 @@ def repartition(consortium_id: int) -> str | tuple[str, int] | Response:
             )
             for m in consortium.active_members
         ]
-        try:
-            services.save_repartition(
+        refused = _save(
+            lambda: services.save_repartition(
                 db,
                 consortium,
                 lot_number=lot_number,
@@ -617,25 +624,16 @@ def repartition(consortium_id: int) -> str | tuple[str, int] | Response:
                 by=current_user,
                 now=_now(),
             )
-        except NotFound:
-            db.rollback()
-            abort(404)
-        except services.EditConflict as exc:
-            db.rollback()
-            conflict = {"lot": lot_number, "message": exc.message}
-            submitted = {"lot": lot_number, "form": request.form}
-            consortium = _workspace(consortium_id)
-        except DomainError as exc:
-            db.rollback()
-            error = {"lot": lot_number, "message": exc.message}
-            submitted = {"lot": lot_number, "form": request.form}
-            consortium = _workspace(consortium_id)
-        else:
-            db.commit()
+        )
+        if refused is None:
             flash(f"Répartition enregistrée ({services.lot_label(lot_number).lower()}).", "success")
             return redirect(
                 _to(consortium_id, "consortia.repartition", anchor=f"lot-{lot_number or 'unique'}")
             )
+        shown = {"lot": lot_number, "message": refused.message}
+        conflict, error = (shown, None) if isinstance(refused, services.EditConflict) else (None, shown)
+        submitted = {"lot": lot_number, "form": request.form}
+        consortium = _workspace(consortium_id)
     shares = {(s.firm_id, s.lot_number): s for s in consortium.shares}
     body = render_template(
         "consortia/repartition.html",
@@ -647,7 +645,7 @@ def repartition(consortium_id: int) -> str | tuple[str, int] | Response:
         submitted=submitted,
         lot_value=lambda number: services.lot_value(consortium.notice, number),
     )
-    return (body, 409) if conflict else (body, 400) if error else body
+    return body, _status(refused)
 
 
 # --------------------------------------------------------------------------- discussion and documents
@@ -765,8 +763,9 @@ def section(consortium_id: int, section_id: int) -> str | tuple[str, int] | Resp
     if current is None:
         abort(404)
     conflict: dict[str, Any] | None = None
-    error = None
+    error: str | None = None
     draft: dict[str, Any] | None = None
+    refused: DomainError | None = None
     if request.method == "POST":
         draft = {
             "title": request.form.get("title", ""),
@@ -774,36 +773,27 @@ def section(consortium_id: int, section_id: int) -> str | tuple[str, int] | Resp
             "status": request.form.get("status", ""),
             "assignee_firm_id": _int("assignee_firm_id"),
         }
-        try:
-            workspace.save_section(
+        values = dict(draft)
+        refused = _save(
+            lambda: workspace.save_section(
                 db,
                 consortium,
                 section_id,
                 version=_int("version") or 0,
-                title=request.form.get("title", ""),
-                body=request.form.get("body", ""),
-                status=request.form.get("status", ""),
-                assignee_firm_id=_int("assignee_firm_id"),
                 by=current_user,
                 now=_now(),
+                **values,
             )
-        except NotFound:
-            db.rollback()
-            abort(404)
-        except services.EditConflict as exc:
-            db.rollback()
-            conflict = {"message": exc.message, **exc.current}
-            consortium = _workspace(consortium_id)
-            current = next(s for s in consortium.sections if s.id == section_id)
-        except DomainError as exc:
-            db.rollback()
-            error = exc.message
-            consortium = _workspace(consortium_id)
-            current = next(s for s in consortium.sections if s.id == section_id)
-        else:
-            db.commit()
+        )
+        if refused is None:
             flash("Section enregistrée.", "success")
             return redirect(_to(consortium_id, "consortia.memoire", anchor=f"section-{section_id}"))
+        if isinstance(refused, services.EditConflict):
+            conflict = {"message": refused.message, **refused.current}
+        else:
+            error = refused.message
+        consortium = _workspace(consortium_id)
+        current = next(s for s in consortium.sections if s.id == section_id)
     body = render_template(
         "consortia/section.html",
         **_common(consortium, "memoire"),
@@ -814,7 +804,7 @@ def section(consortium_id: int, section_id: int) -> str | tuple[str, int] | Resp
         render=workspace.render_markdown,
         SectionStatus=SectionStatus,
     )
-    return (body, 409) if conflict else (body, 400) if error else body
+    return body, _status(refused)
 
 
 @bp.route("/groupements/<int:consortium_id>/memoire/<int:section_id>/action", methods=["POST"])
