@@ -24,14 +24,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import create_engine, text
-
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "fixtures"
-PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.common import throwaway_database  # noqa: E402
 from scrapers.base import RawRecord  # noqa: E402
 from scrapers.registry import parse_raw  # noqa: E402
 
@@ -193,20 +191,8 @@ def main() -> None:
             "parse_only_records_per_second": round(count / parse_seconds, 1),
         }
         for engine in args.engines.split(","):
-            if engine == "sqlite":
-                url = f"sqlite:///{tmp}/bench.db"
-                result["sqlite"] = ingest(data, url)
-            elif engine == "postgres":
-                name = f"tenderpool_bench_{uuid.uuid4().hex[:8]}"
-                admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
-                with admin.connect() as conn:
-                    conn.execute(text(f'CREATE DATABASE "{name}"'))
-                try:
-                    result["postgres"] = ingest(data, PG_ADMIN.rsplit("/", 1)[0] + "/" + name)
-                finally:
-                    with admin.connect() as conn:
-                        conn.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
-                    admin.dispose()
+            with throwaway_database(engine, tmp) as url:
+                result[engine] = ingest(data, url)
             result[engine]["ratio_to_parse_only"] = round(result[engine]["seconds"] / parse_seconds, 2)
         result["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
         print(json.dumps(result, indent=2))

@@ -37,13 +37,11 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 PASSWORD = "charge-2026-bench"  # noqa: S105 - the throwaway accounts of the benchmark
-PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 CONFIG_ENV = "TENDERPOOL_LOAD_CONFIG"
 CSRF_RE = re.compile(r'<meta name="csrf-token" content="([^"]+)"')
 SEARCH_WORDS = ["travaux", "voirie", "nettoyage", "école", "maintenance", "chauffage", "toiture", "gymnase"]
@@ -433,6 +431,9 @@ def _cpu_summary(samples: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def main() -> None:
+    # Imported here like the rest of the project: locust's workers import this module too.
+    from benchmarks.common import PG_ADMIN, throwaway_database
+
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -448,27 +449,11 @@ def main() -> None:
     parser.add_argument("--postgres-admin-url", default=PG_ADMIN)
     args = parser.parse_args()
 
-    from sqlalchemy import create_engine, text
-
     result: dict[str, Any] = {"users": args.users, "duration": args.duration, "cores": os.cpu_count()}
     with tempfile.TemporaryDirectory() as tmp:
         for engine in args.engines.split(","):
-            if engine == "sqlite":
-                result["sqlite"] = run_engine(f"sqlite:///{tmp}/load.db", engine, args, tmp)
-            elif engine == "postgres":
-                name = f"tenderpool_load_{uuid.uuid4().hex[:8]}"
-                admin = create_engine(args.postgres_admin_url, isolation_level="AUTOCOMMIT")
-                with admin.connect() as conn:
-                    conn.execute(text(f'CREATE DATABASE "{name}"'))
-                try:
-                    url = args.postgres_admin_url.rsplit("/", 1)[0] + "/" + name
-                    result["postgres"] = run_engine(url, engine, args, tmp)
-                finally:
-                    with admin.connect() as conn:
-                        conn.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
-                    admin.dispose()
-            else:
-                raise SystemExit(f"unknown engine {engine!r}")
+            with throwaway_database(engine, tmp, admin_url=args.postgres_admin_url) as url:
+                result[engine] = run_engine(url, engine, args, tmp)
     print(json.dumps(result, indent=2, ensure_ascii=False))
 
 

@@ -38,15 +38,15 @@ from typing import Any
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import create_engine, func, insert, or_, select, text
+from sqlalchemy import func, insert, or_, select, text
 
 ROOT = Path(__file__).resolve().parents[1]
-PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 PARIS = ZoneInfo("Europe/Paris")
 CHUNK = 5000
 
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.common import PG_ADMIN, throwaway_database  # noqa: E402
 from benchmarks.ingest import boamp_templates, eforms_templates  # noqa: E402
 from scrapers.base import RawRecord  # noqa: E402
 from scrapers.registry import parse_raw  # noqa: E402
@@ -543,22 +543,8 @@ def main() -> None:
     result: dict[str, Any] = {"notices": args.notices, "queries": args.queries}
     with tempfile.TemporaryDirectory() as tmp:
         for engine in args.engines.split(","):
-            if engine == "sqlite":
-                result["sqlite"] = run_engine(f"sqlite:///{tmp}/bench.db", args.notices, args.queries, tmp)
-            elif engine == "postgres":
-                name = f"tenderpool_bench_{uuid.uuid4().hex[:8]}"
-                admin = create_engine(args.postgres_admin_url, isolation_level="AUTOCOMMIT")
-                with admin.connect() as conn:
-                    conn.execute(text(f'CREATE DATABASE "{name}"'))
-                try:
-                    url = args.postgres_admin_url.rsplit("/", 1)[0] + "/" + name
-                    result["postgres"] = run_engine(url, args.notices, args.queries, tmp)
-                finally:
-                    with admin.connect() as conn:
-                        conn.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
-                    admin.dispose()
-            else:
-                parser.error(f"unknown engine {engine!r} (sqlite, postgres)")
+            with throwaway_database(engine, tmp, admin_url=args.postgres_admin_url) as url:
+                result[engine] = run_engine(url, args.notices, args.queries, tmp)
     print(json.dumps(result, indent=2, ensure_ascii=False))
 
 

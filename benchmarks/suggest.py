@@ -25,17 +25,16 @@ import statistics
 import sys
 import tempfile
 import time
-import uuid
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import create_engine, insert, select, text, update
+from sqlalchemy import insert, select, text, update
 
 ROOT = Path(__file__).resolve().parents[1]
-PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.common import throwaway_database  # noqa: E402
 from benchmarks.digest import firm_rows  # noqa: E402
 from tenderpool import migrate  # noqa: E402
 from tenderpool.consortia.models import Consortium, ConsortiumLot, ConsortiumMember  # noqa: E402
@@ -196,21 +195,8 @@ def main() -> None:
     out: dict[str, Any] = {"firms": args.firms, "lots": len(LOTS), "runs": args.runs}
     with tempfile.TemporaryDirectory() as tmp:
         for engine in args.engines.split(","):
-            if engine == "sqlite":
-                out["sqlite"] = run_engine(f"sqlite:///{tmp}/bench.db", args.firms, args.runs)
-            elif engine == "postgres":
-                name = f"tenderpool_bench_{uuid.uuid4().hex[:8]}"
-                admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
-                with admin.connect() as conn:
-                    conn.execute(text(f'CREATE DATABASE "{name}"'))
-                try:
-                    out["postgres"] = run_engine(
-                        PG_ADMIN.rsplit("/", 1)[0] + "/" + name, args.firms, args.runs
-                    )
-                finally:
-                    with admin.connect() as conn:
-                        conn.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
-                    admin.dispose()
+            with throwaway_database(engine, tmp) as url:
+                out[engine] = run_engine(url, args.firms, args.runs)
     out["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     out["goal_ms"] = 300
     print(json.dumps(out, indent=2, ensure_ascii=False))
