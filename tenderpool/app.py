@@ -19,7 +19,14 @@ from tenderpool.config import Settings, load_settings
 from tenderpool.db import Database
 from tenderpool.errors import DomainError
 from tenderpool.resources import STATIC_DIR, resource_dir
-from tenderpool.web import Access, access_rule, close_db_session, db_session, enforce_access
+from tenderpool.web import (
+    Access,
+    access_rule,
+    close_db_session,
+    current_membership,
+    db_session,
+    enforce_access,
+)
 
 log = logging.getLogger(__name__)
 
@@ -218,11 +225,7 @@ def _nav_firm_approved() -> bool:
 
     if not has_request_context() or not current_user.is_authenticated or not current_user.is_firm_user:
         return False
-    membership = g.get("membership")
-    if membership is None:
-        from tenderpool.firms.services import membership_of
-
-        membership = membership_of(db_session(), current_user)
+    membership = current_membership()
     return bool(membership is not None and membership.firm.is_approved)
 
 

@@ -5,12 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Blueprint, jsonify, render_template
-from flask_login import current_user
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.wrappers import Response
 
-from tenderpool.web import Access, access, db_session, settings
+from tenderpool.web import Access, access, current_membership, db_session, settings
 
 bp = Blueprint("main", __name__)
 
@@ -18,11 +17,7 @@ bp = Blueprint("main", __name__)
 @bp.route("/")
 @access(Access.PUBLIC)
 def home() -> str:
-    membership = None
-    if current_user.is_authenticated and current_user.is_firm_user:
-        from tenderpool.firms.services import membership_of
-
-        membership = membership_of(db_session(), current_user)
+    membership = current_membership()
     return render_template("home.html", chambers=settings().chambers, membership=membership)
 
 

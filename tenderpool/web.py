@@ -101,8 +101,26 @@ def client_ip() -> str:
     return request.remote_addr or "unknown"
 
 
+def current_membership() -> Any:
+    """The logged-in firm user's membership (a ``FirmMembership``, its firm loaded), or None.
+
+    Loaded once per request and kept in ``g``: the access check, the navigation and the view all
+    need it, and each extra load was two queries.
+    """
+    if "membership" not in g:
+        membership = None
+        if current_user.is_authenticated and current_user.is_firm_user:
+            from tenderpool.firms.services import membership_of  # firms sits above web
+
+            membership = membership_of(db_session(), current_user)
+        g.membership = membership
+    return g.membership
+
+
 def enforce_access() -> Response | None:
     """``before_request`` hook: apply the declared rule of the endpoint."""
+    # Tests may run several requests in one app context (one ``g``): start from a clean slate.
+    g.pop("membership", None)
     if request.endpoint is None:
         return None  # 404 / 405 are answered by Flask itself
     rule = access_rule(request.endpoint)
@@ -122,14 +140,11 @@ def enforce_access() -> Response | None:
     if rule in (Access.MEMBER, Access.FIRM, Access.FIRM_OWNER):
         if not user.is_firm_user:
             abort(403)
-        from tenderpool.firms.services import membership_of  # firms sits above web
-
-        membership = membership_of(db_session(), user)
+        membership = current_membership()
         if membership is None or not membership.firm.is_approved:
             return redirect(url_for("firms.pending"))
         if rule is Access.FIRM_OWNER and not membership.is_owner:
             abort(403)
-        g.membership = membership
         return None
     if rule is Access.STAFF:
         if not (user.is_staff or user.is_admin):

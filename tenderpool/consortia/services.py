@@ -21,6 +21,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import secrets
+from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
@@ -236,6 +237,23 @@ def _load(session: Session, consortium_id: int) -> Consortium:
     return consortium
 
 
+def preload_members(session: Session, consortium: Consortium) -> None:
+    """Load what the workspace shows of every member firm (skills, years, certifications,
+    references) in one query per collection, instead of one lazy load per member and collection."""
+    session.scalars(
+        select(ConsortiumMember)
+        .where(ConsortiumMember.consortium_id == consortium.id)
+        .options(
+            selectinload(ConsortiumMember.firm).options(
+                selectinload(Firm.cpv_links),
+                selectinload(Firm.years),
+                selectinload(Firm.certifications),
+                selectinload(Firm.references),
+            )
+        )
+    ).all()
+
+
 def workspace_for(session: Session, user: User, consortium_id: int) -> Consortium:
     """The consortium if the user may see its workspace; NotFound otherwise, so that guessing
     another consortium's id reveals nothing."""
@@ -326,18 +344,46 @@ def overlaps(
     session: Session, *, firm_id: int, notice_id: int, lots: Sequence[str], exclude: int | None
 ) -> list[str]:
     """Where the firm also bids on these lots: other groupements, or alone. French sentences."""
-    found: list[str] = []
-    for other, _member in _other_consortia(session, notice_id, firm_id, exclude=exclude):
-        common = sorted(set(other.lot_numbers) & set(lots))
-        if common:
-            found.append(f"membre du groupement « {other.name} » sur {lots_text(common)}")
-    solo = session.scalars(
-        select(SoloBid.lot_number).where(
-            SoloBid.firm_id == firm_id, SoloBid.notice_id == notice_id, SoloBid.lot_number.in_(list(lots))
+    return _overlaps_by_firm(session, firm_ids=[firm_id], notice_id=notice_id, lots=lots, exclude=exclude)[
+        firm_id
+    ]
+
+
+def _overlaps_by_firm(
+    session: Session, *, firm_ids: Sequence[int], notice_id: int, lots: Sequence[str], exclude: int | None
+) -> dict[int, list[str]]:
+    """:func:`overlaps` for several firms at once, in two queries whatever their number (the
+    workspace shows it for every member on each visit)."""
+    found: dict[int, list[str]] = {firm_id: [] for firm_id in firm_ids}
+    if not firm_ids:
+        return found
+    rows = session.execute(
+        select(Consortium, ConsortiumMember)
+        .join(ConsortiumMember, ConsortiumMember.consortium_id == Consortium.id)
+        .where(
+            Consortium.notice_id == notice_id,
+            Consortium.status.not_in([Status.WITHDRAWN.value, Status.LOST.value]),
+            ConsortiumMember.firm_id.in_(list(firm_ids)),
+            ConsortiumMember.state.in_([MemberState.ACTIVE.value]),
         )
+        .options(selectinload(Consortium.lots))
+        .order_by(Consortium.id)
     ).all()
-    if solo:
-        found.append(f"candidate seule sur {lots_text(sorted(solo))}")
+    for other, member in rows:
+        common = sorted(set(other.lot_numbers) & set(lots))
+        if other.id != exclude and common:
+            found[member.firm_id].append(f"membre du groupement « {other.name} » sur {lots_text(common)}")
+    solo: dict[int, list[str]] = defaultdict(list)
+    for firm_id, lot_number in session.execute(
+        select(SoloBid.firm_id, SoloBid.lot_number).where(
+            SoloBid.firm_id.in_(list(firm_ids)),
+            SoloBid.notice_id == notice_id,
+            SoloBid.lot_number.in_(list(lots)),
+        )
+    ):
+        solo[firm_id].append(lot_number)
+    for firm_id, numbers in solo.items():
+        found[firm_id].append(f"candidate seule sur {lots_text(sorted(numbers))}")
     return found
 
 
@@ -364,17 +410,19 @@ class Warning_:
 def warnings_for(session: Session, consortium: Consortium) -> list[Warning_]:
     """Members who also bid on the same lots elsewhere: allowed, but the firm, the mandataires
     and the chamber staff must see it (risk of an entente, offres de couverture)."""
-    found = []
-    for member in consortium.active_members:
-        for text in overlaps(
-            session,
-            firm_id=member.firm_id,
-            notice_id=consortium.notice_id,
-            lots=consortium.lot_numbers,
-            exclude=consortium.id,
-        ):
-            found.append(Warning_(member.firm, f"{member.firm.name} est aussi {text}."))
-    return found
+    members = consortium.active_members
+    by_firm = _overlaps_by_firm(
+        session,
+        firm_ids=[m.firm_id for m in members],
+        notice_id=consortium.notice_id,
+        lots=consortium.lot_numbers,
+        exclude=consortium.id,
+    )
+    return [
+        Warning_(member.firm, f"{member.firm.name} est aussi {text}.")
+        for member in members
+        for text in by_firm[member.firm_id]
+    ]
 
 
 # --------------------------------------------------------------------------- forming
@@ -1478,8 +1526,8 @@ def readiness_problems(session: Session, consortium: Consortium) -> list[str]:
     for section in consortium.sections:
         if section.status != "ready":
             problems.append(f"Mémoire : la section « {section.title} » n'est pas prête.")
-    for warning in warnings_for(session, consortium):
-        if consortium.notice.multiple_bids_forbidden:
+    if consortium.notice.multiple_bids_forbidden:
+        for warning in warnings_for(session, consortium):
             problems.append(warning.text + " Le règlement de la consultation l'interdit.")
     return problems
 

@@ -259,6 +259,7 @@ def workspace_page(consortium_id: int) -> str:
             MemberState=MemberState,
         )
     today = _today()
+    services.preload_members(db, consortium)
     missing, covered = suggestions.missing_skills(consortium)
     return render_template(
         "consortia/workspace.html",

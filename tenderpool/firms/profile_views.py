@@ -38,9 +38,19 @@ from tenderpool.firms.profile_forms import (
     ReferenceForm,
     SkillsForm,
 )
-from tenderpool.firms.services import get_firm_for_staff, membership_of
+from tenderpool.firms.services import get_firm_for_staff
 from tenderpool.reference import cpv_label, departments
-from tenderpool.web import Access, access, client_ip, db_session, read_upload, settings, storage, uploads
+from tenderpool.web import (
+    Access,
+    access,
+    client_ip,
+    current_membership,
+    db_session,
+    read_upload,
+    settings,
+    storage,
+    uploads,
+)
 
 bp = Blueprint("profiles", __name__)
 PARIS = ZoneInfo("Europe/Paris")
@@ -563,7 +573,7 @@ def delete_document(document_id: int) -> Response:
 def download_document(document_id: int) -> Response:
     """The file, to members of its firm, staff of its chamber and admins; 404 for anyone else."""
     db = db_session()
-    membership = membership_of(db, current_user) if current_user.is_firm_user else None
+    membership = current_membership()
     document = _not_found_or(
         lambda: documents.document_for_download(db, current_user, membership, document_id)
     )
@@ -682,7 +692,7 @@ def directory() -> str | tuple[str, int]:
 @access(Access.MEMBER)
 def directory_firm(firm_id: int) -> str:
     db = db_session()
-    viewer = membership_of(db, current_user) if current_user.is_firm_user else None
+    viewer = current_membership()
     firm = _not_found_or(
         lambda: profile.directory_firm(db, firm_id, viewer_firm_id=viewer.firm_id if viewer else None)
     )

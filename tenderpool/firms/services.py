@@ -7,7 +7,7 @@ import re
 import secrets
 
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session, joinedload, selectinload
 from stdnum import exceptions as stdnum_errors
 from stdnum.fr import siret as stdnum_siret
 
@@ -53,7 +53,7 @@ def membership_of(session: Session, user: User) -> FirmMembership | None:
     """The firm membership of a firm account (None for staff and admins)."""
     return session.scalar(
         select(FirmMembership)
-        .options(selectinload(FirmMembership.firm))
+        .options(joinedload(FirmMembership.firm))
         .where(FirmMembership.user_id == user.id)
     )
 

@@ -13,7 +13,7 @@ from tenderpool.errors import DomainError, InvalidToken
 from tenderpool.firms import services
 from tenderpool.firms.forms import AcceptInvitationForm, InviteForm, RefuseForm, SignupForm
 from tenderpool.firms.models import FirmStatus
-from tenderpool.web import Access, access, client_ip, db_session, settings
+from tenderpool.web import Access, access, client_ip, current_membership, db_session, settings
 
 bp = Blueprint("firms", __name__)
 
@@ -67,7 +67,7 @@ def signup() -> str | Response | tuple[str, int]:
 @bp.route("/entreprise/en-attente")
 @access(Access.USER)
 def pending() -> str | Response:
-    membership = services.membership_of(db_session(), current_user) if current_user.is_firm_user else None
+    membership = current_membership()
     if membership is None:
         return redirect(url_for("main.home"))
     if membership.firm.status == FirmStatus.APPROVED:

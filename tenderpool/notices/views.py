@@ -20,7 +20,6 @@ from werkzeug.wrappers import Response
 from tenderpool.accounts.models import AuditEvent
 from tenderpool.errors import DomainError, NotFound, ValidationError
 from tenderpool.firms.matching import staff_notice_matches
-from tenderpool.firms.services import membership_of
 from tenderpool.notices import curation, services
 from tenderpool.notices.forms import EditNoticeForm, ManualNoticeForm
 from tenderpool.notices.models import Notice, NoticeCpv, NoticeDepartment, Publication
@@ -28,7 +27,7 @@ from tenderpool.notices.scrape import last_runs
 from tenderpool.notices.search import CONTRACT_TYPES, SearchQuery, search_notices
 from tenderpool.pagination import paginate
 from tenderpool.reference import cpv_codes, cpv_label, departments
-from tenderpool.web import Access, access, client_ip, db_session, settings
+from tenderpool.web import Access, access, client_ip, current_membership, db_session, settings
 
 bp = Blueprint("notices", __name__)
 PARIS = ZoneInfo("Europe/Paris")
@@ -55,7 +54,7 @@ def _is_staff() -> bool:
 def _firm_id() -> int | None:
     if not current_user.is_firm_user:
         return None
-    membership = membership_of(db_session(), current_user)
+    membership = current_membership()
     return membership.firm_id if membership else None
 
 
@@ -268,7 +267,7 @@ def watchlist() -> str:
     db = db_session()
     user_ids = [current_user.id]
     if current_user.is_firm_user:
-        membership = membership_of(db, current_user)
+        membership = current_membership()
         if membership is not None:
             from tenderpool.firms.models import FirmMembership
 
