@@ -32,5 +32,10 @@ def serve(*, host: str, port: int, workers: int) -> None:
             "accesslog": "-",
             "forwarded_allow_ips": "127.0.0.1",
             "timeout": 60,
+            # Gunicorn's control socket defaults to one path per user ($XDG_RUNTIME_DIR or
+            # ~/.gunicorn): two instances on one host (staging beside production, or the two
+            # test passes running side by side) would fight over it. TenderPool is managed
+            # through its own CLI and signals, so the socket is off.
+            "control_socket_disable": True,
         }
     ).run()
