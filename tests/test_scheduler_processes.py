@@ -7,13 +7,16 @@ short; every wait has a generous timeout and no test depends on how fast a machi
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import secrets
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -185,21 +188,37 @@ def _scrape_run(engine: Engine) -> ScrapeRun | None:
         return session.scalars(select(ScrapeRun).order_by(ScrapeRun.id.desc()).limit(1)).first()
 
 
+@dataclass
+class SlowBoamp:
+    url: str
+    # Closed once 100 records are served: the next page waits until the test has seen the run
+    # half-way and opens it. Without the gate, a loaded machine could let the scrape run past
+    # "half-way" between two polls of the test.
+    gate: threading.Event
+
+
 @pytest.fixture
-def slow_boamp(httpserver: HTTPServer) -> str:
-    """A fake BOAMP API (the real scraper's protocol) with 350 records over two days, 0.4 s a page."""
+def slow_boamp(httpserver: HTTPServer) -> Iterator[SlowBoamp]:
+    """A fake BOAMP API (the real scraper's protocol) with 350 records over two days, 0.2 s a page."""
     today = dt.datetime.now(dt.UTC).date()
     fake = FakeOds(
         days={today - dt.timedelta(days=1): [("FNS", 250)], today: [("MAPA", 100)]},
         templates=list(boamp_records().values()),
     )
+    gate = threading.Event()
+    served = [0]
 
     def slow(request: Request) -> Response:
-        time.sleep(0.4)
-        return fake.handler(request)
+        if served[0] >= 100:
+            gate.wait(TIMEOUT)
+        time.sleep(0.2)
+        response = fake.handler(request)
+        served[0] += len(json.loads(response.get_data()).get("results", []))
+        return response
 
     httpserver.expect_request("/api/explore/v2.1/catalog/datasets/boamp/records").respond_with_handler(slow)
-    return httpserver.url_for("/api/explore/v2.1")
+    yield SlowBoamp(httpserver.url_for("/api/explore/v2.1"), gate)
+    gate.set()  # never leave the server thread waiting
 
 
 SCRAPE = FAST.replace("[jobs.scrape_boamp]\nenabled = false", "[jobs.scrape_boamp]\nenabled = true")
@@ -211,15 +230,16 @@ def _request_scrape(engine: Engine) -> None:
         session.commit()
 
 
-def test_sigterm_during_a_scrape_lets_it_finish_then_exits(procs: Processes, slow_boamp: str) -> None:
+def test_sigterm_during_a_scrape_lets_it_finish_then_exits(procs: Processes, slow_boamp: SlowBoamp) -> None:
     engine = procs.db.engine
     _request_scrape(engine)
-    process = procs.start(SCRAPE, TENDERPOOL_SCRAPERS_BOAMP_BASE_URL=slow_boamp)
+    process = procs.start(SCRAPE, TENDERPOOL_SCRAPERS_BOAMP_BASE_URL=slow_boamp.url)
     wait_for(
         lambda: (run := _scrape_run(engine)) is not None and run.status == "running" and run.fetched >= 100,
         "the scrape to be half-way",
     )
     process.send_signal(signal.SIGTERM)
+    slow_boamp.gate.set()
     assert process.wait(timeout=TIMEOUT) == 0
     run = _scrape_run(engine)
     assert run is not None and (run.status, run.fetched, run.expected) == ("ok", 350, 350)
@@ -231,23 +251,24 @@ def test_sigterm_during_a_scrape_lets_it_finish_then_exits(procs: Processes, slo
     assert "ok" in (job_run.summary or "")
 
 
-def test_a_killed_scrape_resumes_without_loss(procs: Processes, slow_boamp: str) -> None:
+def test_a_killed_scrape_resumes_without_loss(procs: Processes, slow_boamp: SlowBoamp) -> None:
     engine = procs.db.engine
     _request_scrape(engine)
-    first = procs.start(SCRAPE, TENDERPOOL_SCRAPERS_BOAMP_BASE_URL=slow_boamp)
+    first = procs.start(SCRAPE, TENDERPOOL_SCRAPERS_BOAMP_BASE_URL=slow_boamp.url)
     wait_for(
         lambda: (run := _scrape_run(engine)) is not None and run.status == "running" and run.fetched >= 100,
         "the scrape to be half-way",
     )
     first.send_signal(signal.SIGKILL)
     first.wait(timeout=30)
+    slow_boamp.gate.set()
     stored = _count(engine, Publication)
     assert 100 <= stored < 350
     with Session(engine) as session:
         assert session.get(SourceCursor, "boamp") is None  # the window is not complete: no cursor
 
     _request_scrape(engine)
-    procs.start(SCRAPE, TENDERPOOL_SCRAPERS_BOAMP_BASE_URL=slow_boamp)
+    procs.start(SCRAPE, TENDERPOOL_SCRAPERS_BOAMP_BASE_URL=slow_boamp.url)
     wait_for(lambda: _runs(engine, job="scrape_boamp", status="ok"), "the resumed scrape")
     assert _count(engine, Publication) == 350
     with Session(engine) as session:
