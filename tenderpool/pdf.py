@@ -15,11 +15,12 @@ fetcher: the stylesheet names the family, nothing is downloaded.
 
 from __future__ import annotations
 
+import copy
 import logging
 import mimetypes
 import re
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -127,6 +128,23 @@ def render_html(template: str, context: Mapping[str, Any]) -> str:
     return french_spacing(template_environment().get_template(template).render(**context))
 
 
+@dataclass(frozen=True)
+class Extract:
+    """Some consecutive pages of a rendered document, to be written as a PDF of their own.
+
+    The pages run from the one holding the HTML id ``start`` up to, not including, the one
+    holding ``stop`` (to the last page when ``stop`` is None): each part should begin on a new
+    page (``break-before: page``). The extract is drawn from the document's layout, so it is the
+    very same pages, running header and footer included; its PDF title is ``title``, its other
+    metadata (author, subject, language) and its PDF variant are the document's.
+    """
+
+    key: str
+    start: str
+    stop: str | None
+    title: str
+
+
 @dataclass
 class RenderedPdf:
     data: bytes
@@ -134,6 +152,8 @@ class RenderedPdf:
     # Anchor (HTML id) → index of the first page it is on, from 0.
     anchors: dict[str, int] = field(default_factory=dict)
     refused_urls: list[str] = field(default_factory=list)
+    # Extract key → that extract as a PDF of its own (see Extract).
+    extracts: dict[str, RenderedPdf] = field(default_factory=dict)
 
 
 class Renderer:
@@ -142,9 +162,20 @@ class Renderer:
     def __init__(self) -> None:
         self.font_config = FontConfiguration()
 
-    def render(self, html: str, *, pdf_variant: str | None = None, anchors: bool = False) -> RenderedPdf:
+    def render(
+        self,
+        html: str,
+        *,
+        pdf_variant: str | None = None,
+        anchors: bool = False,
+        extracts: Sequence[Extract] = (),
+    ) -> RenderedPdf:
         """``html`` to PDF bytes. Title, author, subject (meta description) and language come
-        from the document's ``<title>``, ``<meta>`` and ``<html lang>``."""
+        from the document's ``<title>``, ``<meta>`` and ``<html lang>``.
+
+        Each of ``extracts`` is also written as a PDF of its own from the same layout: laying
+        the pages out is most of the work, drawing them again is cheap.
+        """
         if pdf_variant is not None and pdf_variant not in PDF_VARIANTS:
             raise ValueError(f"unsupported PDF variant {pdf_variant!r}")
         fetcher = StaticOnlyFetcher()
@@ -152,18 +183,43 @@ class Renderer:
             font_config=self.font_config
         )
         found: dict[str, int] = {}
-        if anchors:
+        if anchors or extracts:
             for index, page in enumerate(document.pages):
                 for name in page.anchors:
                     found.setdefault(name, index)
-        with warnings.catch_warnings():
-            # WeasyPrint opens its sRGB profile for PDF/A and never closes it (the file is read
-            # whole, then dropped): a harmless ResourceWarning, not ours to report.
-            warnings.simplefilter("ignore", ResourceWarning)
-            data = document.write_pdf(pdf_variant=pdf_variant)
+        parts: dict[str, RenderedPdf] = {}
+        for extract in extracts:
+            first, stop = self._page_range(extract, found, len(document.pages))
+            part = document.copy(document.pages[first:stop])
+            part.metadata = copy.copy(document.metadata)
+            part.metadata.title = extract.title
+            parts[extract.key] = RenderedPdf(data=_write(part, pdf_variant), page_count=stop - first)
         return RenderedPdf(
-            data=bytes(data), page_count=len(document.pages), anchors=found, refused_urls=fetcher.refused
+            data=_write(document, pdf_variant),
+            page_count=len(document.pages),
+            anchors=found,
+            refused_urls=fetcher.refused,
+            extracts=parts,
         )
+
+    @staticmethod
+    def _page_range(extract: Extract, found: Mapping[str, int], pages: int) -> tuple[int, int]:
+        missing = [a for a in (extract.start, extract.stop) if a is not None and a not in found]
+        if missing:
+            raise ValueError(f"extract {extract.key!r}: no element with id {missing[0]!r}")
+        first = found[extract.start]
+        stop = pages if extract.stop is None else found[extract.stop]
+        if stop <= first:
+            raise ValueError(f"extract {extract.key!r}: {extract.stop!r} is not on a later page")
+        return first, stop
+
+
+def _write(document: Any, pdf_variant: str | None) -> bytes:
+    with warnings.catch_warnings():
+        # WeasyPrint opens its sRGB profile for PDF/A and never closes it (the file is read
+        # whole, then dropped): a harmless ResourceWarning, not ours to report.
+        warnings.simplefilter("ignore", ResourceWarning)
+        return bytes(document.write_pdf(pdf_variant=pdf_variant))
 
 
 def render_template_pdf(

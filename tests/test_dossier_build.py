@@ -185,6 +185,13 @@ def test_pdfa_variant_is_identified(
     assert re.search(r"pdfaid:part(=\"|>)3", xmp), xmp
     assert re.search(r"pdfaid:conformance(=\"|>)B", xmp), xmp
     assert "/OutputIntents" in reader.trailer["/Root"]
+    # The separate forms are PDF/A too.
+    for stored in version.files:
+        if stored.kind in ("dc1", "dc2"):
+            form_root: Any = PdfReader(io.BytesIO(storage.open(stored.storage_key))).trailer["/Root"]
+            form_xmp = form_root["/Metadata"].get_object().get_data().decode()
+            assert re.search(r"pdfaid:part(=\"|>)3", form_xmp), (stored.filename, form_xmp)
+            assert "/OutputIntents" in form_root
 
 
 def test_first_page_renders_to_a_non_blank_png(
@@ -312,3 +319,51 @@ def test_draft_is_watermarked_and_readiness_lists_what_is_missing(
     # Blank DC2 fields say so, never disappear.
     dc2 = "\n".join(page_texts(file_bytes(version, storage, "dc2", lacking.id)))
     assert "non renseigné" in dc2
+
+
+def test_separate_forms_are_the_dossiers_own_form_pages(
+    session: Session, database: Database, settings: Any, storage: LocalStorage
+) -> None:
+    """The DC1 and each DC2 file hold exactly that form's pages of the dossier, no more, no less."""
+    built = df.make_dossier_consortium(session, settings, members=3, lots=2, storage=None)
+    version = generate(session, database, settings, storage, built)
+    pages = page_texts(file_bytes(version, storage, "dossier"))
+    starts = {
+        firm.id: next(i for i, t in enumerate(pages) if f"DC2 — {firm.name}" in t and "Sommaire" not in t)
+        for firm in built.firms
+    }
+    dc1_start = next(
+        i for i, t in enumerate(pages) if "DC1 — Lettre de candidature" in t and "Sommaire" not in t
+    )
+    capacities = next(
+        i for i, t in enumerate(pages) if "Capacités du groupement" in t and "Sommaire" not in t
+    )
+    bounds = sorted([dc1_start, *starts.values(), capacities])
+
+    def expected(first: int) -> list[str]:
+        return pages[first : bounds[bounds.index(first) + 1]]
+
+    dc1_file = next(f for f in version.files if f.kind == "dc1")
+    dc1 = page_texts(file_bytes(version, storage, "dc1"))
+    assert dc1 == expected(dc1_start)
+    assert dc1_file.page_count == len(dc1)
+    assert built.mandataire.name in "\n".join(dc1).split("Désignation du mandataire")[1]
+    assert all("du dossier" in text for text in dc1)  # the footer's page numbers are the dossier's
+
+    for firm in built.firms:
+        stored = next(f for f in version.files if f.kind == "dc2" and f.firm_id == firm.id)
+        data = file_bytes(version, storage, "dc2", firm.id)
+        dc2 = page_texts(data)
+        assert dc2 == expected(starts[firm.id])
+        assert stored.page_count == len(dc2) >= 1
+        whole = "\n".join(dc2)
+        assert f"DC2 — {firm.name}" in dc2[0]
+        assert services.siret_display(firm.siret).replace("\u00a0", " ") in whole
+        for other in built.firms:
+            if other.id != firm.id:
+                assert f"DC2 — {other.name}" not in whole
+                assert services.siret_display(other.siret).replace("\u00a0", " ") not in whole
+        meta = PdfReader(io.BytesIO(data)).metadata
+        assert meta is not None
+        assert firm.name in (meta.title or "") and built.consortium.name in (meta.title or "")
+        assert built.mandataire.name in (meta.author or "")

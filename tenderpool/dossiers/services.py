@@ -11,7 +11,8 @@ request:
 3. the dossier: one WeasyPrint rendering (:mod:`tenderpool.pdf`) in which every attachment has a
    separator page and as many empty pages as it has pages, so that the table of contents and
    « page n / N » count them; the empty pages are then replaced by the attachment's own pages;
-4. the DC1 and each DC2 as separate PDFs, and a ZIP bundle with a SHA-256 manifest.
+4. the DC1 and each DC2 as separate PDFs, drawn again from that same rendering (their pages are
+   the dossier's), and a ZIP bundle with a SHA-256 manifest.
 
 Every file is stored (tenderpool.storage) and recorded with its SHA-256 on a numbered
 :class:`DossierVersion`.
@@ -31,7 +32,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from decimal import Decimal
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import nh3
 from markdown_it import MarkdownIt
@@ -60,6 +61,9 @@ from tenderpool.formatting import PARIS, date_fr, datetime_fr, money_fr, number_
 from tenderpool.notices.models import Notice
 from tenderpool.notices.sanitize import ALLOWED_ATTRIBUTES, ALLOWED_TAGS
 from tenderpool.storage import LocalStorage, Storage, upload_settings
+
+if TYPE_CHECKING:
+    from tenderpool.pdf import Extract
 
 log = logging.getLogger(__name__)
 
@@ -688,6 +692,26 @@ def _merge_attachments(
     return out.getvalue()
 
 
+def form_extracts(data: dict[str, Any]) -> list[Extract]:
+    """Where the DC1 and each DC2 are in the dossier, to write them as separate PDFs.
+
+    Each form starts a new page (``section.part``) and runs until the next one, the last DC2
+    until the pooled capacities (``#capacites``).
+    """
+    from tenderpool import pdf
+
+    suffix = f"Groupement {data['groupement']['name']} — {data['notice']['reference']}"
+    keys = ["dc1", *(m["anchor"] for m in data["members"])]
+    titles = [f"DC1 — Lettre de candidature — {suffix}"] + [
+        f"DC2 — {m['name']} — {suffix}" for m in data["members"]
+    ]
+    stops = [*keys[1:], "capacites"]
+    return [
+        pdf.Extract(key=key, start=key, stop=stop, title=title)
+        for key, stop, title in zip(keys, stops, titles, strict=True)
+    ]
+
+
 def render_files(
     data: dict[str, Any],
     attachments: list[Attachment],
@@ -696,14 +720,21 @@ def render_files(
     progress: Callable[[int, str], None] = lambda _p, _l: None,
     bundle: bool = True,
 ) -> list[BuiltFile]:
-    """The dossier, the DC1, each DC2 and the ZIP bundle, from the plain-dict ``data``."""
+    """The dossier, the DC1, each DC2 and the ZIP bundle, from the plain-dict ``data``.
+
+    One WeasyPrint rendering lays out the dossier; the DC1 and each DC2 are its own pages,
+    written again as separate PDFs (:class:`tenderpool.pdf.Extract`) rather than laid out a
+    second time: the same pages, header and footer included (« page n / N du dossier »).
+    """
     from tenderpool import pdf
 
-    renderer = pdf.Renderer()
     base = f"{slug(data['groupement']['name'])}-v{data['version']}"
-    progress(35, "Mise en page du dossier")
-    main = renderer.render(
-        pdf.render_html("pdf/dossier.html", {"d": data}), pdf_variant=pdf_variant, anchors=True
+    progress(35, "Mise en page du dossier et des formulaires DC1 et DC2")
+    main = pdf.Renderer().render(
+        pdf.render_html("pdf/dossier.html", {"d": data}),
+        pdf_variant=pdf_variant,
+        anchors=True,
+        extracts=form_extracts(data),
     )
     dossier_bytes = main.data
     if attachments:
@@ -718,15 +749,12 @@ def render_files(
             page_count=main.page_count,
         )
     ]
-    progress(75, "Formulaires DC1 et DC2 séparés")
-    dc1 = renderer.render(pdf.render_html("pdf/dc1.html", {"d": data}), pdf_variant=pdf_variant)
+    dc1 = main.extracts["dc1"]
     files.append(
         BuiltFile(FileKind.DC1, f"dc1-{base}.pdf", "application/pdf", dc1.data, page_count=dc1.page_count)
     )
     for member in data["members"]:
-        dc2 = renderer.render(
-            pdf.render_html("pdf/dc2.html", {"d": data, "m": member}), pdf_variant=pdf_variant
-        )
+        dc2 = main.extracts[member["anchor"]]
         files.append(
             BuiltFile(
                 FileKind.DC2,
@@ -935,7 +963,8 @@ def build_version(
             version.progress_label = "Prêt"
             version.finished_at = now
             version.is_draft = bool(data["draft"])
-            version.page_count = _pdf_pages(files[0].data)
+            # Each attachment took the place of as many reserved pages: the count is the layout's.
+            version.page_count = files[0].page_count
             version.skipped = data["skipped"]
             version.open_items = open_items
             session.flush()
@@ -955,12 +984,6 @@ def build_version(
             "La génération a échoué (erreur interne). Réessayez ; si cela se reproduit, prévenez votre CCI.",
         )
         return None
-
-
-def _pdf_pages(data: bytes) -> int:
-    from pypdf import PdfReader
-
-    return len(PdfReader(io.BytesIO(data)).pages)
 
 
 def _fail(db: Database, version_id: int, now: dt.datetime, message: str) -> None:
