@@ -1,21 +1,30 @@
 """Search latency: the search service and the notice list page on N notices, against a naive LIKE scan.
 
-    python -m benchmarks.search [--notices 200000] [--engines sqlite,postgres] [--queries 200]
+    python -m benchmarks.search [--notices 200000] [--engines sqlite,postgres] [--queries 200] [--keep]
+    python -m benchmarks.search --reuse URL [--reuse URL] [--kinds combo,deadline] [--repeat 3]
 
 Builds N notices varied from the real samples (their buyers, descriptions, lots and CPV codes, with
 titles, places, dates and values drawn from a realistic vocabulary), written straight into the tables
 with Core executemany: notices, notice_cpv, notice_departments, lots, notice_search and the engine's
-index (notice_fts on SQLite; the trigger fills tsv on PostgreSQL). Then a fixed mix of queries (words,
-phrases, CPV prefixes, départements, deadline windows, combinations, the three sorts) runs once to
-warm the caches and once measured, through:
+index (notice_fts with its facets on SQLite; the trigger fills tsv, facets included, on PostgreSQL),
+then the statistics are gathered (ANALYZE; what autovacuum does after an ingestion on a server).
+Then a fixed mix of queries (words, phrases, CPV prefixes, départements, deadline windows,
+combinations, the three sorts) runs once to warm the caches and once measured, through:
 
 * the service, ``search_notices`` (first page of 20, with its total);
 * the list page, ``GET /avis?<params>`` through the Flask test client (skipped, saying so, while
   the ``notices.browse`` endpoint does not exist);
 * for the text queries, a naive ``LIKE '%word%'`` scan over title and description with the same
-  filters, count and page: the baseline, measured in the same run.
+  filters, count and page: the baseline, measured in the same run, after the service (a scan reads
+  every notice: between two searches it would leave the caches cold for the second).
 
 Prints one JSON object. Goal (issue 4): p95 < 50 ms for the service and < 150 ms for the page.
+
+Building 200 000 notices takes minutes: ``--keep`` keeps the databases (and prints their URLs),
+``--reuse URL`` measures a kept one again (after applying the migrations written since), and
+``--kinds`` measures some kinds of queries only, ``--repeat N`` keeps the median of N runs of each
+query. Drop a kept PostgreSQL database by hand
+(``DROP DATABASE tenderpool_bench_kept_…``) and delete a kept SQLite file.
 Not generated: publications (the ``source`` filter is not measured) and staff tags.
 """
 
@@ -32,13 +41,14 @@ import tempfile
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, insert, or_, select, text
+from sqlalchemy import create_engine, func, insert, or_, select, text
 
 ROOT = Path(__file__).resolve().parents[1]
 PARIS = ZoneInfo("Europe/Paris")
@@ -59,6 +69,7 @@ from tenderpool.notices.search import (  # noqa: E402
     fts_content,
     search_document,
     search_notices,
+    write_fts_rows,
 )
 from tenderpool.reference import cpv_codes  # noqa: E402
 
@@ -326,14 +337,8 @@ def build(db: Database, n: int, now: dt.datetime) -> float:
             if chunk["lots"]:
                 conn.execute(insert(Lot), chunk["lots"])
             conn.execute(insert(NoticeSearch), chunk["search"])  # PostgreSQL: the trigger fills tsv
-            if sqlite:
-                conn.execute(
-                    text("INSERT INTO notice_fts (rowid, content) VALUES (:rowid, :content)"),
-                    [
-                        {"rowid": r["notice_id"], "content": fts_content(r["document"])}
-                        for r in chunk["search"]
-                    ],
-                )
+            if sqlite:  # with the facets that the rows just written give (search.write_fts_rows)
+                write_fts_rows(conn, [(r["notice_id"], fts_content(r["document"])) for r in chunk["search"]])
     if sqlite:
         with db.engine.begin() as conn:
             conn.execute(text("INSERT INTO notice_fts (notice_fts) VALUES ('optimize')"))
@@ -419,7 +424,9 @@ def timed(fn: Any) -> tuple[float, Any]:
     return (time.perf_counter() - start) * 1000, result
 
 
-def measure_service(db: Database, mix: list[tuple[str, dict[str, Any]]], now: dt.datetime) -> dict[str, Any]:
+def measure_service(
+    db: Database, mix: list[tuple[str, dict[str, Any]]], now: dt.datetime, repeat: int = 1
+) -> dict[str, Any]:
     queries = [(kind, SearchQuery.from_args(params)) for kind, params in mix]
     for _, query in queries:  # warm the caches (and the stemmer's) once
         with db.session() as session:
@@ -431,14 +438,22 @@ def measure_service(db: Database, mix: list[tuple[str, dict[str, Any]]], now: dt
     text_like: list[float] = []
     zero_results = 0
     for kind, query in queries:
-        with db.session() as session:
-            ms, page = timed(lambda s=session, q=query: search_notices(s, q, now=now, per_page=20))
+        each = []
+        for _ in range(repeat):
+            with db.session() as session:
+                one, page = timed(lambda s=session, q=query: search_notices(s, q, now=now, per_page=20))
+            each.append(one)
+        ms = statistics.median(each)
         times.append(ms)
         by_kind.setdefault(kind, []).append(ms)
         zero_results += page.total == 0
         totals.setdefault(kind, []).append(page.total)
         if query.text:
             text_service.append(ms)
+    # The baseline afterwards: each LIKE scan reads every notice, and would leave the caches cold
+    # for the next search were they interleaved.
+    for _, query in queries:
+        if query.text:
             with db.session() as session:
                 like_ms, _ = timed(lambda s=session, q=query: naive_search(s, q, now))
             text_like.append(like_ms)
@@ -463,7 +478,9 @@ def measure_service(db: Database, mix: list[tuple[str, dict[str, Any]]], now: dt
     }
 
 
-def measure_page(db: Database, url: str, mix: list[tuple[str, dict[str, Any]]], tmp: str) -> dict[str, Any]:
+def measure_page(
+    db: Database, url: str, mix: list[tuple[str, dict[str, Any]]], tmp: str, repeat: int = 1
+) -> dict[str, Any]:
     from tenderpool.accounts.services import create_user
     from tenderpool.app import build_app
 
@@ -488,6 +505,10 @@ def measure_page(db: Database, url: str, mix: list[tuple[str, dict[str, Any]]], 
             role="staff",
             chamber_slug="cci77",
         )
+        from tenderpool.accounts import services as accounts
+
+        # Signed-in sessions are recorded on the server: the cookie must name one.
+        accounts.start_session(session, user, user_agent="benchmark", now=dt.datetime.now(dt.UTC))
         session.commit()
         user_id = user.get_id()
     client = app.test_client()
@@ -500,33 +521,103 @@ def measure_page(db: Database, url: str, mix: list[tuple[str, dict[str, Any]]], 
         client.get(path)
     times = []
     for path in paths:
-        ms, response = timed(lambda p=path: client.get(p))
+        each = []
+        for _ in range(repeat):
+            one, response = timed(lambda p=path: client.get(p))
+            each.append(one)
+        ms = statistics.median(each)
         statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
         times.append(ms)
+    if set(statuses) != {200}:  # a redirection to the sign-in page is no list page
+        raise SystemExit(f"the list page answered {statuses}, not always 200: see measure_page")
     return {"page_ms": percentiles(times), "page_statuses": statuses}
 
 
 # --------------------------------------------------------------------------- engines
 
 
-def run_engine(url: str, n: int, mix_size: int, tmp: str) -> dict[str, Any]:
+def run_engine(
+    url: str,
+    n: int,
+    mix_size: int,
+    tmp: str,
+    *,
+    reuse: bool = False,
+    kinds: set[str] | None = None,
+    repeat: int = 1,
+) -> dict[str, Any]:
     from tenderpool import migrate
 
     db = Database(url)
     try:
-        migrate.upgrade(db.engine)
-        now = dt.datetime.now(dt.UTC)
-        build_seconds = build(db, n, now)
-        mix = query_mix(mix_size, now)
+        migrate.upgrade(db.engine)  # a kept database gets the migrations written since it was built
+        if reuse:
+            now, n = built_at(db)
+            build_seconds = 0.0
+            analyze(db)
+        else:
+            now = dt.datetime.now(dt.UTC)
+            build_seconds = build(db, n, now)
+        mix = [(kind, params) for kind, params in query_mix(mix_size, now) if not kinds or kind in kinds]
         result: dict[str, Any] = {"notices": n, "build_seconds": round(build_seconds, 1)}
+        if reuse:
+            result["reused"] = True
         if not db.is_sqlite:  # the figures depend on how much of the tables the server keeps in memory
             with db.engine.connect() as conn:
                 result["shared_buffers"] = conn.execute(text("SHOW shared_buffers")).scalar()
-        result.update(measure_service(db, mix, now))
-        result.update(measure_page(db, url, mix, tmp))
+        result.update(measure_service(db, mix, now, repeat))
+        result.update(measure_page(db, url, mix, tmp, repeat))
         return result
     finally:
         db.engine.dispose()
+
+
+def built_at(db: Database) -> tuple[dt.datetime, int]:
+    """The ``now`` a kept database was built for (its notices were created a day before) and its size.
+
+    The query mix and the deadline windows are relative to it, so a reused database is measured
+    with the same queries as when it was built.
+    """
+    with db.engine.connect() as conn:
+        created, count = conn.execute(
+            select(func.max(Notice.created_at), func.count()).select_from(Notice)
+        ).one()
+    if not count:
+        raise SystemExit(f"{db.engine.url!r}: no notices to reuse; build one with --keep")
+    if isinstance(created, str):  # SQLite through a bare select
+        created = dt.datetime.fromisoformat(created)
+    if created.tzinfo is None:
+        created = created.replace(tzinfo=dt.UTC)
+    return created + dt.timedelta(days=1), count
+
+
+def analyze(db: Database) -> None:
+    """Fresh statistics (new indexes from a migration run on a kept database included)."""
+    if db.is_sqlite:
+        with db.engine.begin() as conn:
+            conn.execute(text("ANALYZE"))
+    else:
+        with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.execute(text("VACUUM ANALYZE"))
+
+
+@contextmanager
+def kept_database(engine: str, n: int, admin_url: str) -> Iterator[str]:
+    """Like throwaway_database, but kept afterwards (``--keep``): its URL is printed for ``--reuse``."""
+    tag = f"{n}_{uuid.uuid4().hex[:6]}"
+    if engine == "sqlite":
+        url = f"sqlite:///{tempfile.gettempdir()}/tenderpool-bench-{tag}.db"
+    elif engine == "postgres":
+        name = f"tenderpool_bench_kept_{tag}"
+        admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+        admin.dispose()
+        url = admin_url.rsplit("/", 1)[0] + "/" + name
+    else:
+        raise SystemExit(f"unknown engine {engine!r} (sqlite, postgres)")
+    yield url
+    print(f"kept {engine} database: {url}  (measure again with --reuse {url})", file=sys.stderr)
 
 
 def main() -> None:
@@ -539,12 +630,51 @@ def main() -> None:
     parser.add_argument(
         "--postgres-admin-url", default=PG_ADMIN, help="a server where a throwaway database may be created"
     )
+    parser.add_argument(
+        "--keep",
+        action="store_true",
+        help="keep the databases built (a file in the temporary directory on SQLite, a database on "
+        "PostgreSQL, to drop by hand) and print their URLs for --reuse",
+    )
+    parser.add_argument(
+        "--reuse",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="measure a database kept by an earlier --keep run instead of building one (repeatable: "
+        "one per engine; --engines and --notices are then ignored). Migrations written since are "
+        "applied and statistics refreshed first",
+    )
+    parser.add_argument(
+        "--kinds", default="", help="measure only these query kinds (words,phrase,cpv,dep,deadline,combo)"
+    )
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="run each query this many times and keep its median: steadier figures on a busy machine",
+    )
     args = parser.parse_args()
-    result: dict[str, Any] = {"notices": args.notices, "queries": args.queries}
+    kinds = {k for k in args.kinds.split(",") if k} or None
+    result: dict[str, Any] = {"notices": args.notices, "queries": args.queries, "repeat": args.repeat}
     with tempfile.TemporaryDirectory() as tmp:
-        for engine in args.engines.split(","):
-            with throwaway_database(engine, tmp, admin_url=args.postgres_admin_url) as url:
-                result[engine] = run_engine(url, args.notices, args.queries, tmp)
+        if args.reuse:
+            for url in args.reuse:
+                engine = "sqlite" if url.startswith("sqlite") else "postgres"
+                result[engine] = run_engine(
+                    url, args.notices, args.queries, tmp, reuse=True, kinds=kinds, repeat=args.repeat
+                )
+                result["notices"] = result[engine]["notices"]
+        else:
+            for engine in args.engines.split(","):
+                if args.keep:
+                    database = kept_database(engine, args.notices, args.postgres_admin_url)
+                else:
+                    database = throwaway_database(engine, tmp, admin_url=args.postgres_admin_url)
+                with database as url:
+                    result[engine] = run_engine(
+                        url, args.notices, args.queries, tmp, kinds=kinds, repeat=args.repeat
+                    )
     print(json.dumps(result, indent=2, ensure_ascii=False))
 
 

@@ -53,8 +53,12 @@ class Notice(Base):
     __tablename__ = "notices"
     __table_args__ = (
         CheckConstraint("status IN ('open', 'awarded', 'cancelled')", name="status"),
-        Index("ix_notices_published_at", "published_at"),
-        Index("ix_notices_deadline_at", "deadline_at"),
+        # The search walks these in order (newest first, soonest deadline first) and checks the
+        # status and the other date without reading the wide notices row (tenderpool.notices.search).
+        Index("ix_notices_published_keys", "published_at", "id", "deadline_at", "status"),
+        Index("ix_notices_deadline_keys", "deadline_at", "id", "published_at", "status"),
+        # The ids hidden from firms, read by every search: from the index alone.
+        Index("ix_notices_is_rejected", "is_rejected", "id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -90,7 +94,7 @@ class Notice(Base):
     featured_note: Mapped[str | None] = mapped_column(Text)
     featured_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     featured_chamber: Mapped[str | None] = mapped_column(String(32))
-    is_rejected: Mapped[bool] = mapped_column(default=False, index=True)
+    is_rejected: Mapped[bool] = mapped_column(default=False)
     rejected_reason: Mapped[str | None] = mapped_column(Text)
     rejected_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     rejected_chamber: Mapped[str | None] = mapped_column(String(32))
@@ -148,8 +152,11 @@ class NoticeTag(Base):
 class NoticeSearch(Base):
     """The text a notice is found by (title, description, buyer, lot titles), folded and stemmed.
 
-    The engine-specific index lives beside it, created by the migration: an FTS5 table
-    ``notice_fts`` on SQLite, a ``tsv`` tsvector column with a GIN index on PostgreSQL.
+    The engine-specific index lives beside it, created by the migrations: an FTS5 table
+    ``notice_fts`` (columns ``content`` and ``facets``) on SQLite, a ``tsv`` tsvector column with a
+    GIN index on PostgreSQL. Both also hold the notice's *facets* (départements, CPV prefixes,
+    status, deadline day, value, type, featured), kept current by triggers: see
+    tenderpool.notices.search.
     """
 
     __tablename__ = "notice_search"
@@ -210,17 +217,20 @@ class ApiUsage(Base):
 
 class NoticeCpv(Base):
     __tablename__ = "notice_cpv"
+    # The notices under a CPV prefix, from the index alone (a range of codes, then their ids).
+    __table_args__ = (Index("ix_notice_cpv_cpv", "cpv", "notice_id"),)
 
     notice_id: Mapped[int] = mapped_column(ForeignKey("notices.id", ondelete="CASCADE"), primary_key=True)
-    cpv: Mapped[str] = mapped_column(String(8), primary_key=True, index=True)
+    cpv: Mapped[str] = mapped_column(String(8), primary_key=True)
     position: Mapped[int] = mapped_column(default=0)
 
 
 class NoticeDepartment(Base):
     __tablename__ = "notice_departments"
+    __table_args__ = (Index("ix_notice_departments_department", "department", "notice_id"),)
 
     notice_id: Mapped[int] = mapped_column(ForeignKey("notices.id", ondelete="CASCADE"), primary_key=True)
-    department: Mapped[str] = mapped_column(String(3), primary_key=True, index=True)
+    department: Mapped[str] = mapped_column(String(3), primary_key=True)
 
 
 class Lot(Base):

@@ -31,10 +31,17 @@ required, ``"a phrase"``, ``or`` between two words or phrases (binding tighter t
 word, never an operator: no input can make a query fail.
 
 * SQLite: ``notice_fts`` (FTS5) holds each notice's text folded and stemmed word by word with the
-  Snowball French stemmer; queries are stemmed the same way and every word quoted. Ranked by bm25.
+  Snowball French stemmer (column ``content``); queries are stemmed the same way and every word
+  quoted. Ranked by bm25.
 * PostgreSQL: ``notice_search.tsv`` is ``to_tsvector('french', unaccent(document))``; queries go
   through ``websearch_to_tsquery('french', unaccent(...))``. Ranked by ts_rank. French stop words
   ("de", "la") are dropped there, so a query of stop words only finds nothing on PostgreSQL.
+
+The index also holds each notice's *facets* (départements, CPV prefixes, status, deadline day,
+value, type, featured: see the facets section below), kept current by triggers. A search with words,
+or with two filters that have facets, is one look-up of the index, which returns the few notices
+that may match; only they are checked against the filters on their rows. A search with one filter
+walks that filter's index (or the dates' indexes) in the order of the page.
 
 Relevance ranks the newest ``RANK_LIMIT`` (1 000) matches, by arrival, which is all of them for
 any query that a person reads to the end; totals are counted up to ``COUNT_LIMIT`` (1 000), beyond
@@ -43,7 +50,11 @@ word from costing a read of a quarter of the notices (benchmarks/search.py).
 
 ``notice_search.document`` (title, buyer, description without HTML, lot titles) is kept by
 :func:`refresh_search_index`, which the ingestion calls for the notices of each batch;
-:func:`rebuild_search_index` (``tenderpool notices reindex``) redoes every notice.
+:func:`rebuild_search_index` (``tenderpool notices reindex``) redoes every notice. A notice is found
+by a search once indexed (as by its words), which every way of making one does.
+
+PostgreSQL reads ``pg_stats`` (what ANALYZE, or autovacuum after an ingestion, gathers) to size
+its first look-up; without statistics it is only slower.
 """
 
 from __future__ import annotations
@@ -52,9 +63,11 @@ import base64
 import datetime as dt
 import functools
 import hashlib
+import itertools
 import json
 import re
 import threading
+import time
 import unicodedata
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -68,13 +81,14 @@ import snowballstemmer  # type: ignore[import-untyped]
 from sqlalchemy import (
     Boolean,
     ColumnElement,
+    Connection,
     Float,
     Integer,
     Select,
-    Subquery,
     Table,
     Text,
     and_,
+    any_,
     bindparam,
     column,
     delete,
@@ -88,7 +102,7 @@ from sqlalchemy import (
 )
 from sqlalchemy import cast as cast_
 from sqlalchemy import text as sql_text
-from sqlalchemy.dialects.postgresql import TSQUERY, TSVECTOR
+from sqlalchemy.dialects.postgresql import ARRAY, TSQUERY, TSVECTOR
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session, aliased, selectinload
 from sqlalchemy.sql import operators
@@ -372,28 +386,42 @@ class _Filters:
     sets: list[_IdSet]  # the notice is in each
     hidden: list[Select[Any]]  # ids never shown (merged notices, rejected ones for non-staff): few
     rows: list[ColumnElement[bool]]  # conditions on the notices row
+    # Row conditions whose facets the index was also asked for ("answered" by _filters): a notice
+    # that the index found needs them checked only when it has one of the boundary tokens.
+    near: list[ColumnElement[bool]] = field(default_factory=list)
     # What the rows imply for a notice that has a deadline, written as a range the deadline index
     # can seek: "open" is "deadline IS NULL OR deadline > now", an OR no index range is drawn from.
     dated: list[ColumnElement[bool]] = field(default_factory=list)
 
 
-def _filters(query: SearchQuery, *, now: dt.datetime) -> _Filters:
-    # An alias keeps these id subqueries uncorrelated when they sit in a query on notices.
-    other = aliased(Notice, name="hidden_notices")
+# An alias keeps the hidden notices' id subqueries uncorrelated when they sit in a query on notices.
+_HIDDEN = aliased(Notice, name="hidden_notices")
+
+
+def _filters(query: SearchQuery, *, now: dt.datetime, answered: frozenset[str] = frozenset()) -> _Filters:
+    """The filters of ``query``, for the candidates that the full-text index found with the facets
+    of the filters named in ``answered`` (fields of SearchQuery): those it answers exactly (CPV,
+    départements, type, featured; "hidden": the merged and rejected notices) are left out, and the
+    conditions on the status, the deadline and the value go to ``near``. Checking them again would
+    only cost, and make PostgreSQL count their selectivity twice: it would expect ten times fewer
+    matches than there are."""
+    other = _HIDDEN
     hidden = [select(other.id).where(other.merged_into_id.is_not(None))]
     if not query.include_rejected:
         hidden.append(select(other.id).where(other.is_rejected.is_(True)))
+    if "hidden" in answered:  # the index leaves them out (tokens "merged" and "rejected")
+        hidden = []
     sets: list[_IdSet] = []
     rows: list[ColumnElement[bool]] = []
     if query.tags:  # the most selective first: the first set drives a count
         sets.append(_IdSet(NoticeTag.notice_id, NoticeTag.tag.in_(query.tags), unique=len(query.tags) == 1))
-    if query.cpv:
+    if query.cpv and "cpv" not in answered:
         sets.append(_IdSet(
             NoticeCpv.notice_id,
             or_(*[_cpv_range(NoticeCpv.cpv, code) for code in query.cpv]),
             or_(*[_cpv_range(_unindexed(NoticeCpv.cpv), code) for code in query.cpv]),
         ))  # fmt: skip
-    if query.departments:
+    if query.departments and "departments" not in answered:
         departments = NoticeDepartment.department.in_(query.departments)
         sets.append(_IdSet(NoticeDepartment.notice_id, departments, unique=len(query.departments) == 1))
     if query.sources:
@@ -408,21 +436,24 @@ def _filters(query: SearchQuery, *, now: dt.datetime) -> _Filters:
     if query.nuts:
         # NUTS are kept as a JSON list; the text form is searched ("FR102" within ["FR102", ...]).
         rows.append(or_(*[func.cast(Notice.nuts, Text()).contains(f'"{code}') for code in query.nuts]))
-    if query.contract_types:
+    if query.contract_types and "contract_types" not in answered:
         rows.append(Notice.contract_type.in_(query.contract_types))
+    near: list[ColumnElement[bool]] = []
+    values = near if "value" in answered else rows
     if query.value_min is not None:
-        rows.append(Notice.estimated_value >= query.value_min)
+        values.append(Notice.estimated_value >= query.value_min)
     if query.value_max is not None:
-        rows.append(Notice.estimated_value <= query.value_max)
+        values.append(Notice.estimated_value <= query.value_max)
+    deadlines = near if "deadline" in answered else rows
     if query.closing_within_days is not None:
-        rows += [
+        deadlines += [
             Notice.deadline_at > now,
             Notice.deadline_at <= now + dt.timedelta(days=query.closing_within_days),
         ]
     if query.deadline_from is not None:
-        rows.append(Notice.deadline_at >= _paris_midnight(query.deadline_from))
+        deadlines.append(Notice.deadline_at >= _paris_midnight(query.deadline_from))
     if query.deadline_to is not None:
-        rows.append(Notice.deadline_at < _paris_midnight(query.deadline_to + dt.timedelta(days=1)))
+        deadlines.append(Notice.deadline_at < _paris_midnight(query.deadline_to + dt.timedelta(days=1)))
     dated: list[ColumnElement[bool]] = []
     if query.statuses == ("open",):
         dated.append(Notice.deadline_at > now)
@@ -437,12 +468,12 @@ def _filters(query: SearchQuery, *, now: dt.datetime) -> _Filters:
                 conditions.append((Notice.status == "open") & (Notice.deadline_at <= now))
             else:
                 conditions.append(Notice.status == status)
-        rows.append(or_(*conditions))
-    if query.featured_only:
+        (near if "statuses" in answered else rows).append(or_(*conditions))
+    if query.featured_only and "featured_only" not in answered:
         rows.append(Notice.is_featured.is_(True))
     if query.matching_firm and query.firm_id:
         rows.append(_matching_firm_condition(query.firm_id))
-    return _Filters(sets=sets, hidden=hidden, rows=rows, dated=dated)
+    return _Filters(sets=sets, hidden=hidden, rows=rows, near=near, dated=dated)
 
 
 def apply_filters(stmt: Select[Any], query: SearchQuery, *, now: dt.datetime) -> Select[Any]:
@@ -697,7 +728,7 @@ def websearch_texts(parsed: ParsedText) -> list[str]:
 
 # The engine-specific parts of the index are kept out of the models (see the migration): light
 # table clauses are enough to query them.
-_FTS = table("notice_fts", column("rowid", Integer), column("content", Text))
+_FTS = table("notice_fts", column("rowid", Integer), column("content", Text), column("facets", Text))
 _FTS_NAME: ColumnElement[Any] = literal_column("notice_fts")
 _PG_SEARCH = table("notice_search", column("notice_id", Integer), column("tsv", TSVECTOR))
 _SEARCH_TABLE = cast(Table, NoticeSearch.__table__)
@@ -707,13 +738,19 @@ _SEARCH_TABLE = cast(Table, NoticeSearch.__table__)
 class _TextMatch:
     ids: Select[Any] | None  # the ids of the matching notices, each once
     excluded: Select[Any] | None  # SQLite, a query of exclusions only ("-vitres"): ids that must not match
-    ranked: Subquery | None  # (nid, score), higher score = more relevant; None: no rank (all tie)
     # Whether one given notice matches: on PostgreSQL a look-up of its row, so that a query that
     # stops after a page never reads every match (PostgreSQL must read a row to learn its notice id).
     contains: Callable[[Any], ColumnElement[bool]] | None = None
+    # The text as a query of the full-text index, to combine with the facets: SQLite, FTS5 MATCH
+    # expressions on the content column (what must match, what must not); PostgreSQL, the tsquery.
+    positive: str | None = None
+    negative: str | None = None
+    tsquery: str | None = None
+    # Relevance of a row of the index (higher is better); None: no word to rank by (all tie).
+    score: ColumnElement[Any] | None = None
 
 
-_NOTHING = _TextMatch(None, None, None)
+_NOTHING = _TextMatch(None, None)
 
 
 def _text_match(session: Session, text: str, *, sqlite: bool) -> _TextMatch:
@@ -722,16 +759,21 @@ def _text_match(session: Session, text: str, *, sqlite: bool) -> _TextMatch:
         return _NOTHING  # nothing searchable ("*", "--"): no result rather than all
     if sqlite:
         positive, negative = fts_match_expression(parsed)
+        # The words are looked for in the text only: the facets column holds tokens such as "dep77".
+        positive = f"content : ({positive})" if positive else None
+        negative = f"content : ({negative})" if negative else None
         if positive is None:
-            return _TextMatch(None, select(_FTS.c.rowid).where(_FTS_NAME.op("MATCH")(negative)), None)
-        expression = positive if negative is None else f"({positive}) NOT ({negative})"
+            excluded = select(_FTS.c.rowid).where(_FTS_NAME.op("MATCH")(negative))
+            return _TextMatch(None, excluded, negative=negative)
+        expression = positive if negative is None else f"({positive}) NOT {negative}"
         match = _FTS_NAME.op("MATCH")(expression)
-        ranked = (
-            # bm25() is lower for better matches; negated so that both engines sort "score desc".
-            select(_FTS.c.rowid.label("nid"), (-func.bm25(_FTS_NAME)).label("score")).where(match).subquery()
-        )
         ids = select(_FTS.c.rowid).where(match)
-        return _TextMatch(ids, None, ranked, lambda notice_id: (notice_id + 0).in_(ids))
+        return _TextMatch(
+            ids, None, lambda notice_id: (notice_id + 0).in_(ids), positive=positive, negative=negative,
+            # bm25() is lower for better matches; negated so that both engines sort "score desc".
+            # The facets column weighs nothing.
+            score=-func.bm25(_FTS_NAME, 1.0, 0.0),
+        )  # fmt: skip
     parts = [
         func.websearch_to_tsquery(literal_column("'french'::regconfig"), func.unaccent(part), type_=TSQUERY)
         for part in websearch_texts(parsed)
@@ -741,24 +783,463 @@ def _text_match(session: Session, text: str, *, sqlite: bool) -> _TextMatch:
     # estimates from the column statistics how many notices match ("nettoyage": a quarter of them,
     # not its blind 0.5 %), and picks a plan that fits; a parameter or subquery would hide it.
     # The text is PostgreSQL's own output, quoted by SQLAlchemy as a string literal.
-    tsquery_text = session.scalar(select(cast_(combined, Text())))
+    tsquery_text = session.execute(select(cast_(combined, Text()), _NO_PARALLEL.selected_columns[0])).scalar()
     if not tsquery_text:
         return _NOTHING  # only stop words ("de la")
-    tsquery = cast_(bindparam("tsquery", tsquery_text, type_=Text(), literal_execute=True), TSQUERY)
+    tsquery = _pg_tsquery(tsquery_text)
     match = _PG_SEARCH.c.tsv.op("@@", return_type=Boolean)(tsquery)
-    ranked = (
-        select(
-            _PG_SEARCH.c.notice_id.label("nid"),
-            func.ts_rank(_PG_SEARCH.c.tsv, tsquery, type_=Float).label("score"),
-        )
-        .where(match)
-        .subquery()
-    )
 
     def contains(notice_id: Any) -> ColumnElement[bool]:
         return select(_PG_SEARCH.c.notice_id).where(_PG_SEARCH.c.notice_id == notice_id, match).exists()
 
-    return _TextMatch(select(_PG_SEARCH.c.notice_id).where(match), None, ranked, contains)
+    score = func.ts_rank(_PG_SEARCH.c.tsv, tsquery, type_=Float) if parsed.groups else None
+    return _TextMatch(
+        select(_PG_SEARCH.c.notice_id).where(match), None, contains, tsquery=tsquery_text, score=score
+    )
+
+
+# These are short queries that stop at a page. PostgreSQL underestimates how many notices a text
+# matches when its words come together ("assurance statutaires"), then starts parallel workers
+# that each read thousands of rows before the first page is out: the benchmark's median was 1.7
+# times slower with them (benchmarks/search.py). As SET LOCAL, until the end of the transaction.
+_NO_PARALLEL = select(func.set_config("max_parallel_workers_per_gather", "0", True))
+
+
+def _pg_tsquery(text: str) -> ColumnElement[Any]:
+    """A tsquery written into the statement as a constant (see _text_match)."""
+    return cast_(bindparam("tsquery", text, type_=Text(), unique=True, literal_execute=True), TSQUERY)
+
+
+# --------------------------------------------------------------------------- facets
+
+# A filter that the notices' facets can answer is also asked of the full-text index, as tokens:
+# a search with words and filters, or with several filters, is then one look-up of the index that
+# returns the few notices that may match, and only they are read to check the filters exactly.
+# Counting the notices that contain "nettoyage" and are open in the 91 otherwise read every notice
+# with the word, or every open one (benchmarks/search.py).
+#
+# The tokens of a notice (view notice_facets on SQLite, function notice_facets() on PostgreSQL,
+# kept current by triggers; the migration 50827c982446 writes them):
+#
+#   dep77                  each département
+#   cpv45 cpv452 …         each CPV code's prefixes of 2 to 8 digits (45000000 finds 45210000)
+#   stopen                 the stored status (open, awarded, cancelled)
+#   dl20261215 / dlnone    the UTC day of the deadline
+#   valf50000              the whole euros of the estimated value, after a letter for its number of
+#                          digits (a: none, b: one…) so that ranges are prefixes; negvalue below zero
+#   typeworks              the contract type
+#   featured, rejected, merged
+#
+# On PostgreSQL they are lexemes of notice_search.tsv written with a leading "#", which no word of
+# a text can give (the parser never starts a lexeme with it). The tokens say a little more than the
+# filters (a whole UTC day, whole euros): the filters are still checked on the notices rows.
+
+
+@dataclass(frozen=True)
+class _Term:
+    token: str
+    prefix: bool = False  # any token that starts with this one
+
+
+@dataclass(frozen=True)
+class _Any:
+    items: tuple[_Facet, ...]
+
+
+@dataclass(frozen=True)
+class _All:
+    items: tuple[_Facet, ...]
+
+
+@dataclass(frozen=True)
+class _But:
+    """``facet`` without ``excluded``."""
+
+    facet: _Facet
+    excluded: _Facet
+
+
+_Facet = _Term | _Any | _All | _But
+
+
+def _digit_prefixes(lo: str, hi: str) -> list[str]:
+    """Prefixes whose completions to the same length are exactly the digit strings from lo to hi."""
+    if lo > hi:
+        return []
+    if lo == "0" * len(lo) and hi == "9" * len(hi):
+        return [""]
+    if len(lo) == 1:
+        return [str(d) for d in range(int(lo), int(hi) + 1)]
+    if lo[0] == hi[0]:
+        return [lo[0] + p for p in _digit_prefixes(lo[1:], hi[1:])]
+    rest = len(lo) - 1
+    return (
+        [lo[0] + p for p in _digit_prefixes(lo[1:], "9" * rest)]
+        + [str(d) for d in range(int(lo[0]) + 1, int(hi[0]))]
+        + [hi[0] + p for p in _digit_prefixes("0" * rest, hi[1:])]
+    )
+
+
+def _range_terms(base: str, lo: str, hi: str) -> list[_Term]:
+    """The tokens ``base`` + a digit string from lo to hi (same length), as few prefixes as can be."""
+    prefixes = _digit_prefixes(lo, hi)
+    if prefixes == [""]:
+        prefixes = [str(d) for d in range(10)]  # never the bare base: "dl" would find "dlnone"
+    return [_Term(base + p, prefix=len(p) < len(lo)) for p in prefixes]
+
+
+def _day(instant: dt.datetime) -> str:
+    return instant.astimezone(dt.UTC).strftime("%Y%m%d")
+
+
+def _deadline_terms(
+    lo: dt.datetime | None, hi: dt.datetime | None, span: tuple[dt.date, dt.date] | None = None
+) -> list[_Term]:
+    """The deadline tokens of the UTC days from lo to hi (instants): whole years and months as
+    prefixes, the other days one by one. An open end stops at the ``span`` of the deadlines there
+    are (see _deadline_span); without one (no notice has a deadline), nothing is asked."""
+    first = lo.astimezone(dt.UTC).date() if lo is not None else span[0] if span else None
+    last = hi.astimezone(dt.UTC).date() if hi is not None else span[1] if span else None
+    if first is None or last is None:
+        return []
+    terms: list[_Term] = []
+    day = first
+    while day <= last:
+        month_end = (day.replace(day=28) + dt.timedelta(days=4)).replace(day=1) - dt.timedelta(days=1)
+        if day.month == 1 and day.day == 1 and dt.date(day.year, 12, 31) <= last:
+            terms.append(_Term(f"dl{day.year:04d}", prefix=True))
+            day = dt.date(day.year + 1, 1, 1)
+        elif day.day == 1 and month_end <= last:
+            terms.append(_Term(f"dl{day:%Y%m}", prefix=True))
+            day = month_end + dt.timedelta(days=1)
+        else:
+            end = min(month_end, last)
+            terms += _range_terms(f"dl{day:%Y%m}", f"{day.day:02d}", f"{end.day:02d}")
+            day = end + dt.timedelta(days=1)
+    return terms
+
+
+def _value_token(value: Decimal) -> str:
+    digits = str(int(value))
+    return "val" + chr(ord("a") + len(digits)) + digits
+
+
+def _value_terms(value_min: Decimal | None, value_max: Decimal | None) -> list[_Term]:
+    """The value tokens of the whole euros from value_min to value_max (either may be open)."""
+    lo = max(0, int(value_min)) if value_min is not None else 0  # int() of a positive Decimal: floor
+    hi = int(value_max) if value_max is not None else 10**16 - 1  # Numeric(16, 2): fewer digits
+    terms = [_Term("negvalue")] if value_min is None else []
+    for digits in range(len(str(lo)), len(str(hi)) + 1):
+        first, last = max(lo, 10 ** (digits - 1) if digits > 1 else 0), min(hi, 10**digits - 1)
+        if first > last:
+            continue
+        base = "val" + chr(ord("a") + digits)
+        if first == (10 ** (digits - 1) if digits > 1 else 0) and last == 10**digits - 1:
+            terms.append(_Term(base, prefix=True))  # every value of that many digits
+        else:
+            terms += _range_terms(base, str(first), str(last))
+    return terms
+
+
+@dataclass(frozen=True)
+class _Group:
+    """The facets of one filter (``name``: the SearchQuery field), and its boundary tokens: a
+    notice with one of those may have the facets without passing the filter (its deadline is on
+    the first or last day of the window, but before or after the hour), the others pass it."""
+
+    name: str
+    facet: _Facet
+    boundary: tuple[_Term, ...] = ()
+
+
+def _facets(
+    query: SearchQuery, *, now: dt.datetime, span: tuple[dt.date, dt.date] | None
+) -> list[_Group] | None:
+    """The index tokens a notice needs to match ``query``'s filters, one group per filter, all
+    required; None when no notice can match. ``span``: the first and last deadline days there are
+    (see _deadline_span), to close the open deadline ranges."""
+    groups: list[_Group] = []
+    if query.cpv:
+        groups.append(_Group("cpv", _Any(tuple(_Term("cpv" + _cpv_prefix(code)) for code in query.cpv))))
+    if query.departments:
+        groups.append(_Group("departments", _Any(tuple(_Term("dep" + d) for d in query.departments))))
+    if query.contract_types:
+        groups.append(_Group("contract_types", _Any(tuple(_Term("type" + t) for t in query.contract_types))))
+    if query.featured_only:
+        groups.append(_Group("featured_only", _Term("featured")))
+    if query.value_min is not None or query.value_max is not None:
+        # Whole euros: a value of the last euro may exceed the maximum by its cents, and one of the
+        # first may fall short of a minimum with cents.
+        limits = [query.value_max] if query.value_max is not None else []
+        if query.value_min is not None and query.value_min != int(query.value_min):
+            limits.append(query.value_min)
+        groups.append(_Group(
+            "value", _Any(tuple(_value_terms(query.value_min, query.value_max))),
+            tuple(_Term(_value_token(v)) for v in limits),
+        ))  # fmt: skip
+    lows: list[dt.datetime] = []
+    highs: list[dt.datetime] = []
+    if query.closing_within_days is not None:
+        lows.append(now)
+        highs.append(now + dt.timedelta(days=query.closing_within_days))
+    if query.deadline_from is not None:
+        lows.append(_paris_midnight(query.deadline_from))
+    if query.deadline_to is not None:
+        highs.append(_paris_midnight(query.deadline_to + dt.timedelta(days=1)) - dt.timedelta(microseconds=1))
+    if lows or highs:
+        lo, hi = max(lows, default=None), min(highs, default=None)
+        if lo is not None and hi is not None and lo > hi:
+            return None
+        days = tuple(_Term("dl" + _day(t)) for t in (lo, hi) if t is not None)
+        groups.append(_Group("deadline", _Any(tuple(_deadline_terms(lo, hi, span))), days))
+    if query.statuses and set(query.statuses) != set(STATUSES):
+        each: list[_Facet] = []
+        today = _Term("dl" + _day(now))  # open or closed by the hour
+        # "Stored open" is "neither awarded nor cancelled": two short lists of notices to leave
+        # out rather than a list of nine notices in ten to go through.
+        not_open = _Any((_Term("stawarded"), _Term("stcancelled")))
+        for status in query.statuses:
+            if status == "open":
+                each.append(_But(_Any((_Term("dlnone"), *_deadline_terms(now, None, span))), not_open))
+            elif status == "closed":
+                each.append(_But(_Any(tuple(_deadline_terms(None, now, span))), not_open))
+            else:
+                each.append(_Term("st" + status))
+        groups.append(
+            _Group(
+                "statuses", _Any(tuple(each)), (today,) if {"open", "closed"} & set(query.statuses) else ()
+            )
+        )
+    return groups
+
+
+def _deadline_span(session: Session, now: dt.datetime) -> tuple[dt.date, dt.date]:
+    """The UTC days of the first and last deadlines there are (or today), widened to whole months
+    and by a year each way (a notice added meanwhile with a later deadline is still found), from
+    the deadline index."""
+    # Two subqueries: SQLite reads the index's ends for min() or max() alone, not for both.
+    first, last = session.execute(
+        select(
+            select(func.min(Notice.deadline_at)).scalar_subquery(),
+            select(func.max(Notice.deadline_at)).scalar_subquery(),
+        )
+    ).one()
+    start = (first or now).astimezone(dt.UTC).date()
+    end = (last or now).astimezone(dt.UTC).date()
+    end = dt.date(end.year + 1, end.month, 1) + dt.timedelta(days=31)
+    return dt.date(start.year - 1, start.month, 1), end.replace(day=1) - dt.timedelta(days=1)
+
+
+def _open_ended(query: SearchQuery) -> bool:
+    """Whether the query's deadline facets need the span of the deadlines there are."""
+    one_side = (query.deadline_from is None) != (query.deadline_to is None)
+    return bool({"open", "closed"} & set(query.statuses)) or (one_side and query.closing_within_days is None)
+
+
+def _facetable(query: SearchQuery) -> int:
+    """How many of the query's filters have facets."""
+    deadline = query.closing_within_days is not None or query.deadline_from or query.deadline_to
+    statuses = bool(query.statuses) and set(query.statuses) != set(STATUSES)
+    value = query.value_min is not None or query.value_max is not None
+    flags = [
+        query.cpv,
+        query.departments,
+        query.contract_types,
+        query.featured_only,
+        value,
+        deadline,
+        statuses,
+    ]
+    return sum(1 for flag in flags if flag)
+
+
+def _combined(groups: Sequence[_Group]) -> _Facet | None:
+    if not groups:
+        return None
+    return groups[0].facet if len(groups) == 1 else _All(tuple(group.facet for group in groups))
+
+
+# --------------------------------------------------------------------------- PostgreSQL's statistics
+
+# What ANALYZE (or autovacuum after an ingestion) gathered on notice_search.tsv and on the deadlines,
+# from pg_stats, read once in a while per database: it sizes the first window of _index_hits.
+_STATS_TTL = 600.0  # seconds
+
+
+@dataclass
+class _PgStats:
+    lexemes: dict[str, float]  # the most common lexemes -> share of the notices that carry them
+    rarest: float = 1.0  # any other lexeme is carried by fewer notices than this share
+    deadlines: list[str] = field(default_factory=list)  # UTC days cutting the deadlines in equal parts
+    undated: float = 0.0  # share of the notices without a deadline
+
+
+_stats: dict[str, tuple[float, _PgStats]] = {}
+
+
+def _pg_stats(session: Session) -> _PgStats:
+    key = str(session.get_bind().engine.url)
+    now = time.monotonic()
+    cached = _stats.get(key)
+    if cached is not None and now - cached[0] < _STATS_TTL:
+        return cached[1]
+    rows = session.execute(
+        sql_text(
+            "SELECT attname, most_common_elems::text::text[], most_common_elem_freqs, "
+            "histogram_bounds::text::text[], null_frac FROM pg_stats WHERE schemaname = current_schema() "
+            "AND ((tablename = 'notice_search' AND attname = 'tsv') "
+            "OR (tablename = 'notices' AND attname = 'deadline_at'))"
+        )
+    ).all()
+    stats = _PgStats({})
+    for name, elements, shares, bounds, null_share in rows:
+        if name == "tsv" and elements and shares:
+            stats.lexemes = dict(zip(elements, [float(f) for f in shares[: len(elements)]], strict=True))
+            stats.rarest = float(shares[len(elements)])  # then come the minimum, the maximum, the nulls
+        elif name == "deadline_at":
+            stats.deadlines = [
+                dt.datetime.fromisoformat(b).astimezone(dt.UTC).strftime("%Y%m%d") for b in bounds or []
+            ]
+            stats.undated = float(null_share or 0.0)
+    _stats[key] = (now, stats)
+    return stats
+
+
+def _share(facet: _Facet, stats: _PgStats) -> float:
+    """About this share of the notices match ``facet`` (1 when unknown), the facets of a group
+    taken as independent."""
+    if isinstance(facet, _Term):
+        if facet == _Term("dlnone"):
+            return stats.undated
+        if facet.token.startswith("dl") and stats.deadlines:
+            # The deadline days from the prefix's first to its last: how much of the histogram's
+            # parts (each holding as many deadlines) they cover.
+            digits = facet.token[2:]
+            first = _lenient_day(digits.ljust(8, "0"))
+            last = _lenient_day(digits.ljust(8, "9") if facet.prefix else digits)
+            covered = 0.0
+            for low, high in itertools.pairwise(_lenient_day(b) for b in stats.deadlines):
+                overlap = (min(high, last) - max(low, first)).days + 1
+                covered += max(0, overlap) / ((high - low).days + 1)
+            return (1 - stats.undated) * covered / max(1, len(stats.deadlines) - 1)
+        if facet.prefix or not stats.lexemes:
+            return 1.0  # the lexemes with that prefix are not all listed
+        return stats.lexemes.get("#" + facet.token, stats.rarest)
+    if isinstance(facet, _But):
+        return _share(facet.facet, stats)
+    parts = [_share(item, stats) for item in facet.items]
+    if isinstance(facet, _Any):
+        return min(1.0, sum(parts))
+    return functools.reduce(lambda a, b: a * b, parts, 1.0)
+
+
+def _lenient_day(digits: str) -> dt.date:
+    """The date of a YYYYMMDD string whose month or day may run past the last ("20261139")."""
+    year, month = int(digits[:4]), min(12, max(1, int(digits[4:6])))
+    start = dt.date(year, month, 1)
+    month_end = (start + dt.timedelta(days=31)).replace(day=1) - dt.timedelta(days=1)
+    return start.replace(day=min(max(1, int(digits[6:8])), month_end.day))
+
+
+_LEXEME_RE = re.compile(r"(!?)'((?:[^']|'')*)'")
+_NEGATED_RE = re.compile(r"!\s*\([^()]*\)")  # an excluded phrase, as websearch_to_tsquery writes it
+
+
+def _text_share(tsquery: str, stats: _PgStats) -> float:
+    """At most this share of the notices match a tsquery of words (1 when unknown): the words of a
+    search often come together ("restauration collective"), so the share of the rarest."""
+    if "|" in tsquery or not stats.lexemes:
+        return 1.0
+    shares = [
+        stats.lexemes.get(word.replace("''", "'"), stats.rarest)
+        for bang, word in _LEXEME_RE.findall(_NEGATED_RE.sub(" ", tsquery))
+        if not bang
+    ]
+    return min(shares, default=1.0)
+
+
+def _sqlite_facets(facet: _Facet) -> str:
+    if isinstance(facet, _Term):
+        return f'"{facet.token}"' + (" *" if facet.prefix else "")
+    if isinstance(facet, _But):
+        return f"({_sqlite_facets(facet.facet)} NOT {_sqlite_facets(facet.excluded)})"
+    glue = " OR " if isinstance(facet, _Any) else " AND "
+    return "(" + glue.join(_sqlite_facets(item) for item in facet.items) + ")"
+
+
+def _pg_facets(facet: _Facet) -> str:
+    if isinstance(facet, _Term):
+        return "'#" + facet.token.replace("'", "''") + "'" + (":*" if facet.prefix else "")
+    if isinstance(facet, _But):
+        return f"({_pg_facets(facet.facet)} & !{_pg_facets(facet.excluded)})"
+    glue = " | " if isinstance(facet, _Any) else " & "
+    return "(" + glue.join(_pg_facets(item) for item in facet.items) + ")"
+
+
+@dataclass
+class _IndexQuery:
+    """Text and facets as one query of the full-text index: its rows are the candidates."""
+
+    table: Any  # notice_fts on SQLite, notice_search on PostgreSQL
+    notice_id: Any  # its notice id column
+    match: ColumnElement[bool]
+    score: ColumnElement[Any] | None
+    share: float = 1.0  # PostgreSQL: about this share of the notices match (from the statistics)
+    # PostgreSQL: whether a candidate has a boundary token (see _Group); None: none has.
+    near: ColumnElement[bool] | None = None
+
+    def as_text(self) -> _TextMatch:
+        """The index's candidates in the shape of a text match, for the queries on notices."""
+        ids = select(self.notice_id).where(self.match)
+        if self.table is _FTS:
+            return _TextMatch(ids, None, lambda notice_id: (notice_id + 0).in_(ids))
+
+        def contains(notice_id: Any) -> ColumnElement[bool]:
+            return select(self.notice_id).where(self.notice_id == notice_id, self.match).exists()
+
+        return _TextMatch(ids, None, contains)
+
+
+def _index_query(
+    text: _TextMatch | None,
+    groups: Sequence[_Group],
+    *,
+    sqlite: bool,
+    stats: _PgStats | None = None,
+    hidden: _Facet | None = None,
+) -> _IndexQuery | None:
+    """The index query for a search's positive words and facets, without the ``hidden`` notices;
+    None when it has neither (a query of exclusions only cannot be asked of the index alone)."""
+    facets = _combined(groups)
+    positive = text is not None and text.score is not None
+    if not positive and facets is None:
+        return None
+    score = text.score if text is not None else None
+    if sqlite:
+        parts = [text.positive] if text is not None and text.positive else []
+        if facets is not None:
+            parts.append("facets : " + _sqlite_facets(facets))
+        expression = " AND ".join(parts)
+        if text is not None and text.negative:
+            expression = f"({expression}) NOT {text.negative}"
+        if hidden is not None:
+            expression = f"({expression}) NOT facets : {_sqlite_facets(hidden)}"
+        return _IndexQuery(_FTS, _FTS.c.rowid, _FTS_NAME.op("MATCH")(expression), score)
+    parts = [f"({text.tsquery})"] if text is not None and text.tsquery else []
+    if facets is not None:
+        parts.append(_pg_facets(facets))
+    if hidden is not None:
+        parts.append("!" + _pg_facets(hidden))
+    match = _PG_SEARCH.c.tsv.op("@@", return_type=Boolean)(_pg_tsquery(" & ".join(parts)))
+    stats = stats or _PgStats({})
+    share = _share(facets, stats) if facets is not None else 1.0
+    if text is not None and text.tsquery:
+        share *= _text_share(text.tsquery, stats)  # the filters are not about the words
+    edges = [term for group in groups for term in group.boundary]
+    near = None
+    if edges:
+        near = _PG_SEARCH.c.tsv.op("@@", return_type=Boolean)(_pg_tsquery(_pg_facets(_Any(tuple(edges)))))
+    return _IndexQuery(_PG_SEARCH, _PG_SEARCH.c.notice_id, match, score, share, near)
 
 
 # --------------------------------------------------------------------------- cursors
@@ -835,18 +1316,31 @@ def search_notices(
     sort = query.effective_sort
     position = _decode_cursor(cursor, query, sort) if cursor is not None else None
     sqlite = session.get_bind().dialect.name == "sqlite"
-    if not sqlite:
-        # These are short queries that stop at a page. PostgreSQL underestimates how many notices
-        # a text matches when its words come together ("assurance statutaires"), then starts
-        # parallel workers that each read thousands of rows before the first page is out: the
-        # benchmark's median was 1.7 times slower with them (benchmarks/search.py). SET LOCAL
-        # ends with the transaction.
-        session.execute(sql_text("SET LOCAL max_parallel_workers_per_gather = 0"))
-    found = _filters(query, now=now)
+    if not sqlite and not query.text:  # with words, set with the look-up of the tsquery
+        session.execute(_NO_PARALLEL)
     text = _text_match(session, query.text, sqlite=sqlite) if query.text else None
     if text is _NOTHING:
         return SearchPage(items=[], total=0, page=page, per_page=per_page)
-    if text is not None and text.excluded is not None:
+    # The filters that facets answer go to the index with the words; without words, when there are
+    # two of them at least (one alone has its own index, read in the order of the page) and no
+    # filter the index knows nothing of (tags, sources, the firm's: likely the narrowest).
+    groups: list[_Group] | None = []
+    if text is not None or (
+        _facetable(query) >= 2
+        and not (query.tags or query.sources or (query.matching_firm and query.firm_id))
+    ):
+        # An open deadline range ("open": from now on) stops at the deadlines there are.
+        groups = _facets(query, now=now, span=_deadline_span(session, now) if _open_ended(query) else None)
+    if groups is None:  # an empty deadline window
+        return SearchPage(items=[], total=0, page=page, per_page=per_page)
+    stats = _pg_stats(session) if not sqlite and (groups or text is not None) else None
+    hidden = _Any((_Term("merged"),) if query.include_rejected else (_Term("merged"), _Term("rejected")))
+    index = _index_query(text, groups, sqlite=sqlite, stats=stats, hidden=hidden)
+    # What the notices are checked against: the index's candidates, only for what their facets do
+    # not answer.
+    answered = frozenset(group.name for group in groups) | ({"hidden"} if index is not None else set())
+    found = _filters(query, now=now, answered=answered)
+    if index is None and text is not None and text.excluded is not None:
         found.hidden.append(text.excluded)
 
     offset = (page - 1) * per_page
@@ -854,21 +1348,49 @@ def search_notices(
         offset = position["offset"]
     elif position is not None:
         offset = 0
-    if sort == "relevance" and text is not None and text.ranked is not None:
-        total = _count(session, found, text, sqlite=sqlite)
-        rows = _ranked_page(session, found, text.ranked, offset=offset, limit=per_page + 1)
+    if sort == "relevance" and index is not None and index.score is not None:
+        # The newest matches in one look-up of the index: they give the total, and the RANK_LIMIT
+        # newest of them are ranked.
+        hits = _index_hits(session, found, index, limit=max(COUNT_LIMIT, RANK_LIMIT) + 1, scored=True)
+        total = len(hits)
+        ranked = sorted(hits[:RANK_LIMIT], key=lambda hit: (-hit.score, -hit.id))
+        rows = ranked[offset : offset + per_page + 1]
     else:
         by = "published" if sort == "relevance" else sort
         after = None if sort == "relevance" else position
-        listed = None
-        if found.rows and after is None:
-            # Row conditions: the rows are read anyway. Up to COUNT_LIMIT matches, one pass
-            # lists them with their sort key: the count and the page at once.
+        listed, counted = None, None
+        if index is not None:
+            # The index says how many match; up to COUNT_LIMIT, they are listed with their sort key.
+            every: list[_Hit] | None = (
+                None if sqlite else _index_hits(session, found, index, limit=COUNT_LIMIT + 1)
+            )
+            counted = (
+                len(every)
+                if every is not None
+                else _index_count(session, found, index, limit=COUNT_LIMIT + 1)
+            )
+            if counted <= COUNT_LIMIT:
+                listed = _listed(session, found, text, by, sqlite=sqlite, index=index, hits=every)
+        elif found.rows:
+            # The rows are read anyway. Up to COUNT_LIMIT matches, one pass lists them with their
+            # sort key: the count and the page at once.
             listed = _listed(session, found, text, by, sqlite=sqlite)
+        if index is not None:
+            # Beyond COUNT_LIMIT, the notices are walked in the order of the page, among the
+            # index's candidates and checked like them.
+            found = replace(found, rows=found.rows + found.near, near=[])
+            text = index.as_text()
+        _restore_indexscan(session)  # the walks below read the indexes in order
         if listed is not None and len(listed) <= COUNT_LIMIT:
-            total, rows = len(listed), listed[offset : offset + per_page + 1]
+            total = len(listed)
+            rows = (_after(listed, after, by) if after is not None else listed)[
+                offset : offset + per_page + 1
+            ]
         else:
-            total = len(listed) if listed is not None else _count(session, found, text, sqlite=sqlite)
+            if counted is not None and counted > COUNT_LIMIT:
+                total = counted
+            else:
+                total = len(listed) if listed is not None else _count(session, found, text, sqlite=sqlite)
             rows = _dated_page(
                 session, found, text, by, after, sqlite=sqlite, few=total <= min(_FEW, COUNT_LIMIT),
                 offset=offset, limit=per_page + 1,
@@ -891,19 +1413,25 @@ def search_notices(
         next_cursor = _encode_cursor(data)
 
     ids = [row.id for row in rows]
+    hydrate = select(Notice).where(Notice.id.in_(ids))
+    restore = session.info.pop(_INDEXSCAN, None)
+    if restore is not None and ids:
+        # Back to the index scans (see _pg_index_hits) as this statement runs: the statements of
+        # the collections below are planned with them.
+        hydrate = hydrate.add_columns(func.set_config("enable_indexscan", restore, True))
+    elif restore is not None:
+        session.execute(select(func.set_config("enable_indexscan", restore, True)))
     loaded = {
         notice.id: notice
         for notice in session.scalars(
-            select(Notice)
-            .where(Notice.id.in_(ids))
-            .options(
+            hydrate.options(
                 selectinload(Notice.lots),
-                selectinload(Notice.publications),
+                selectinload(Notice.publications).defer(Publication.payload),  # a list shows no payload
                 selectinload(Notice.cpv_links),
                 selectinload(Notice.department_links),
             )
         )
-    }
+    } if ids else {}  # fmt: skip
     items = [loaded[i] for i in ids if i in loaded]
     return SearchPage(
         items=items, total=total, page=page, per_page=per_page, next_cursor=next_cursor, total_capped=capped
@@ -971,17 +1499,184 @@ def _count(session: Session, found: _Filters, text: _TextMatch | None, *, sqlite
 class _Hit(NamedTuple):
     id: int
     key: Any  # the sort column's value
+    score: float = 0.0  # relevance
+
+
+def _index_hits(
+    session: Session,
+    found: _Filters,
+    index: _IndexQuery,
+    *,
+    limit: int,
+    key: Any = None,
+    scored: bool = False,
+    everything: bool = False,
+) -> list[_Hit]:
+    """The ``limit`` newest notices that the index finds and that pass every filter (``found``,
+    made for the index: see _filters), newest first, with the ``key`` column and their relevance.
+    ``everything``: the caller knows that there are no more than ``limit``.
+
+    Only the index's candidates are checked against the filters; the notices rows are read for
+    row conditions and keys only. SQLite's FTS5 reads its matches newest first and stops at the
+    limit; a notices row is a look-up by rowid. PostgreSQL must read a notice_search row to learn
+    a match's notice id: see _pg_index_hits.
+    """
+    notice_id = index.notice_id
+    if session.get_bind().dialect.name != "sqlite":
+        return _pg_index_hits(
+            session, found, index, limit=limit, key=key, scored=scored, everything=everything
+        )
+    score = index.score if scored and index.score is not None else literal_column("0.0")
+    stmt = select(
+        notice_id.label("id"),
+        (key if key is not None else literal_column("NULL")).label("key"),
+        score.label("score"),
+    ).select_from(index.table)
+    stmt = stmt.where(index.match, *[ids.has(notice_id) for ids in found.sets])
+    if key is not None or found.rows or found.near:
+        stmt = stmt.join(Notice, Notice.id == notice_id).where(*found.rows, *found.near)
+    stmt = stmt.where(*[notice_id.not_in(ids) for ids in found.hidden])
+    return [_Hit(*row) for row in session.execute(stmt.order_by(notice_id.desc()).limit(limit))]
+
+
+def _pg_index_hits(
+    session: Session,
+    found: _Filters,
+    index: _IndexQuery,
+    *,
+    limit: int,
+    key: Any = None,
+    scored: bool = False,
+    everything: bool = False,
+) -> list[_Hit]:
+    """_index_hits on PostgreSQL, which must read a notice_search row to learn a match's notice
+    id. The index is asked for the matches among the newest notices (as many as the statistics
+    say hold ``limit`` matches), then among older ones, as many as the density seen so far says
+    hold the rest: it reads about as many rows as it returns whether the words are rare or common
+    (a whole-index bitmap reads every match; a backward walk of the key reads every row). Each
+    window's candidates are then checked on their notices rows, in one statement, for the filters
+    that the facets do not answer and for the key; the row conditions that the facets answer but
+    at their edges (see _Group), for the candidates with a boundary token only.
+    """
+    _restore_indexscan(session)  # the statement below is planned with the index scans
+    notice_id = index.notice_id
+    score = index.score if scored and index.score is not None else literal_column("0.0")
+    edge = index.near if index.near is not None and found.near else literal_column("false")
+    candidates = select(notice_id, score, edge).where(index.match)
+    every_row = key is not None or bool(found.rows or found.sets)  # each candidate's row is read
+    # PostgreSQL cannot tell how many notices a tsquery with facets finds (it takes the words and
+    # tokens as independent, and prefixes as rare) and, expecting a handful, walks the window's
+    # rows one by one: the index must find them. As SET LOCAL, until the end of the transaction
+    # (see _restore_indexscan); in the same statement, the newest id. (The hidden notices are left
+    # out by the index: tokens "merged" and "rejected".)
+    newest, before, _ = session.execute(
+        select(
+            select(func.max(notice_id)).scalar_subquery(),
+            func.current_setting("enable_indexscan"),
+            func.set_config("enable_indexscan", "off", True),
+        )
+    ).one()
+    session.info.setdefault(_INDEXSCAN, before)
+    if found.hidden:  # not asked of the index (no caller does so)
+        candidates = candidates.where(*[notice_id.not_in(ids) for ids in found.hidden])
+
+    def checked(rows: list[Any]) -> list[_Hit]:
+        """The candidates (id, score, edge) that pass the filters, with their key."""
+        if every_row:
+            wanted = [row[0] for row in rows]
+            conditions = [*found.rows, *found.near]
+        else:
+            wanted = [row[0] for row in rows if row[2]]
+            conditions = list(found.near)
+            if not wanted:
+                return [_Hit(i, None, s) for i, s, _ in rows]
+        # One statement for the window, the ids as one array: the notices rows in the order of
+        # the table (a bitmap), whatever the index scans are set to.
+        stmt = select(Notice.id, key if key is not None else literal_column("NULL")).where(
+            Notice.id == any_(_int_array("ids", wanted)),
+            *[ids.has(Notice.id) for ids in found.sets],
+            *conditions,
+        )
+        passed: dict[int, Any] = {i: k for i, k in session.execute(stmt)}
+        if every_row:
+            return [_Hit(i, passed[i], s) for i, s, _ in rows if i in passed]
+        return [_Hit(i, None, s) for i, s, edge in rows if not edge or i in passed]
+
+    hits: list[_Hit] = []
+    top = high = newest or 0
+    size = top if everything else int(limit / max(index.share, 1e-6) * 1.25) + 1
+    seen = 0
+    while high > 0 and len(hits) < limit:
+        low = max(0, high - size)
+        window = candidates.where(
+            notice_id > bindparam("low", low, literal_execute=True),
+            notice_id <= bindparam("high", high, literal_execute=True),
+        )
+        found_here = checked(list(session.execute(window).all()))
+        found_here.sort(key=lambda hit: -hit.id)
+        hits += found_here[: limit - len(hits)]
+        seen += len(found_here)
+        # The next window holds what is still wanted, at the density seen so far, and a quarter.
+        density = seen / (top - low)
+        size = int((limit - len(hits)) / density * 1.25) + 1 if density else size * 8
+        high = low
+    return hits
+
+
+def _int_array(name: str, values: Iterable[int]) -> ColumnElement[Any]:
+    """An integer[] parameter, sent as its text ("{1,2,3}"): psycopg writes a list of a thousand
+    ints element by element, in milliseconds."""
+    text = "{" + ",".join(str(int(v)) for v in values) + "}"
+    return cast_(bindparam(name, text, type_=Text()), ARRAY(Integer))
+
+
+def _index_count(session: Session, found: _Filters, index: _IndexQuery, *, limit: int) -> int:
+    """How many notices the index finds that pass every filter, counting up to ``limit``."""
+    if session.get_bind().dialect.name != "sqlite":
+        return len(_pg_index_hits(session, found, index, limit=limit))
+    stmt = select(index.notice_id).select_from(index.table).where(index.match)
+    stmt = stmt.where(*[ids.has(index.notice_id) for ids in found.sets])
+    if found.rows or found.near:
+        stmt = stmt.join(Notice, Notice.id == index.notice_id).where(*found.rows, *found.near)
+    stmt = stmt.where(*[index.notice_id.not_in(ids) for ids in found.hidden])
+    return session.scalar(select(func.count()).select_from(stmt.limit(limit).subquery())) or 0
+
+
+# session.info key: the value of enable_indexscan that _pg_index_hits turned off, to set again
+# before a statement that needs the indexes read in order (_restore_indexscan, the hydration).
+_INDEXSCAN = "tenderpool.search.enable_indexscan"
+
+
+def _restore_indexscan(session: Session) -> None:
+    restore = session.info.pop(_INDEXSCAN, None)
+    if restore is not None:
+        session.execute(select(func.set_config("enable_indexscan", restore, True)))
 
 
 def _listed(
-    session: Session, found: _Filters, text: _TextMatch | None, sort: str, *, sqlite: bool
+    session: Session,
+    found: _Filters,
+    text: _TextMatch | None,
+    sort: str,
+    *,
+    sqlite: bool,
+    index: _IndexQuery | None = None,
+    hits: list[_Hit] | None = None,
 ) -> list[Any]:
-    """Up to COUNT_LIMIT + 1 matches (with row conditions) as (id, key), in ``sort`` order when
-    there are no more than COUNT_LIMIT: the order of _dated_page, undated notices last."""
-    matching = _matching(found, text, sqlite=sqlite)  # with row conditions, a query on notices
+    """Up to COUNT_LIMIT + 1 matches (with row conditions, or found by the index) as (id, key), in
+    ``sort`` order when there are no more than COUNT_LIMIT: the order of _dated_page, undated
+    notices last."""
     key = Notice.deadline_at if sort == "deadline" else Notice.published_at
-    listed = session.execute(matching.add_columns(key).limit(COUNT_LIMIT + 1))
-    rows = [_Hit(notice_id, value) for notice_id, value in listed]
+    if hits is not None:  # every match, from the index: their keys
+        wanted = select(Notice.id, key).where(Notice.id == any_(_int_array("ids", [h.id for h in hits])))
+        keys: dict[int, Any] = {i: k for i, k in session.execute(wanted)} if hits else {}
+        rows = [_Hit(h.id, keys[h.id]) for h in hits]
+    elif index is not None:  # asked for when no more than COUNT_LIMIT match
+        rows = _index_hits(session, found, index, limit=COUNT_LIMIT + 1, key=key, everything=True)
+    else:
+        matching = _matching(found, text, sqlite=sqlite)  # with row conditions, a query on notices
+        listed = session.execute(matching.add_columns(key).limit(COUNT_LIMIT + 1))
+        rows = [_Hit(notice_id, value) for notice_id, value in listed]
     if len(rows) > COUNT_LIMIT:
         return rows
     dated = [row for row in rows if row.key is not None]
@@ -991,25 +1686,22 @@ def _listed(
     return sorted(dated, key=lambda r: (r.key, r.id), reverse=True) + sorted(undated, key=lambda r: -r.id)
 
 
-def _ranked_page(
-    session: Session, found: _Filters, ranked: Subquery, *, offset: int, limit: int
-) -> list[Any]:
-    """A page by relevance among the RANK_LIMIT newest matches (all of them when fewer match).
+def _after(rows: list[Any], after: dict[str, Any], sort: str) -> list[Any]:
+    """The rows of a sorted listing that come after a keyset cursor, as _dated_page reads them."""
+    value, last_id = after["value"], after["id"]
+    soonest = sort == "deadline"
 
-    Ranking every match of a common word read the text of a quarter of the notices for each query
-    (benchmarks/search.py). The newest matches, by id (the order notices arrive in), are read in
-    the order of the full-text index on SQLite and of the primary key on PostgreSQL, stopping at
-    RANK_LIMIT; only they are scored.
-    """
-    notice_id = ranked.c.nid
-    candidates = select(notice_id.label("id"), ranked.c.score).where(
-        *[ids.has(notice_id) for ids in found.sets], *[notice_id.not_in(ids) for ids in found.hidden]
-    )
-    if found.rows:
-        candidates = candidates.join(Notice, Notice.id == notice_id).where(*found.rows)
-    newest = candidates.order_by(notice_id.desc()).limit(RANK_LIMIT).subquery()
-    stmt = select(newest.c.id, newest.c.score).order_by(newest.c.score.desc(), newest.c.id.desc())
-    return list(session.execute(stmt.offset(offset).limit(limit)).all())
+    def beyond(row: Any) -> bool:
+        later = bool(row.id > last_id if soonest else row.id < last_id)
+        if value is None:  # the cursor is among the undated notices, which come last
+            return row.key is None and later
+        if row.key is None:
+            return True
+        if row.key == value:
+            return later
+        return bool(row.key > value if soonest else row.key < value)
+
+    return [row for row in rows if beyond(row)]
 
 
 def _dated_page(
@@ -1101,8 +1793,7 @@ def _write_documents(session: Session, ids: list[int], documents: Mapping[int, s
         session.execute(delete(_SEARCH_TABLE).where(_SEARCH_TABLE.c.notice_id.in_(ids)))
         if rows:
             session.execute(insert(_SEARCH_TABLE), rows)
-            fts_rows = [{"rowid": i, "content": fts_content(doc)} for i, doc in documents.items()]
-            session.execute(insert(_FTS), fts_rows)
+            write_fts_rows(session, [(i, fts_content(doc)) for i, doc in documents.items()])
         return len(rows)
     if rows:
         # The trigger recomputes tsv when the document is written; an unchanged one is left alone.
@@ -1114,6 +1805,20 @@ def _write_documents(session: Session, ids: list[int], documents: Mapping[int, s
         )
         session.execute(upsert, rows)
     return len(rows)
+
+
+# The facets of a new row come from the view the triggers also read (see the facets section).
+_FTS_INSERT = sql_text(
+    "INSERT INTO notice_fts (rowid, content, facets) VALUES (:rowid, :content, "
+    "coalesce((SELECT facets FROM notice_facets WHERE notice_id = :rowid), ''))"
+)
+
+
+def write_fts_rows(connection: Session | Connection, rows: Sequence[tuple[int, str]]) -> None:
+    """SQLite: add notice_fts rows, (notice id, folded and stemmed content from :func:`fts_content`),
+    with the notices' facets as they are in the database. The caller deletes older rows first."""
+    if rows:
+        connection.execute(_FTS_INSERT, [{"rowid": i, "content": content} for i, content in rows])
 
 
 def refresh_search_index(session: Session, notice_ids: Iterable[int]) -> None:
