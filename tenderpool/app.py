@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from typing import Any
 
@@ -15,6 +16,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.wrappers import Response
 
 from tenderpool import formatting, logs, mail
+from tenderpool.accounts.services import SESSION_COOKIE_DAYS
 from tenderpool.config import Settings, load_settings
 from tenderpool.db import Database
 from tenderpool.errors import DomainError
@@ -71,6 +73,7 @@ def build_app(overrides: dict[str, Any] | None = None, *, database: Database | N
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_SECURE=settings.security.cookie_secure,
+        PERMANENT_SESSION_LIFETIME=dt.timedelta(days=SESSION_COOKIE_DAYS),
         REMEMBER_COOKIE_HTTPONLY=True,
         REMEMBER_COOKIE_SAMESITE="Lax",
         REMEMBER_COOKIE_SECURE=settings.security.cookie_secure,
@@ -123,9 +126,10 @@ def _init_security(app: Flask) -> None:
 
     @login_manager.user_loader
     def _load(user_id: str) -> Any:
-        from tenderpool.accounts.services import load_user
+        from tenderpool.accounts.services import load_user, session_lifetime
 
-        return load_user(db_session(), user_id)
+        lifetime = session_lifetime(app.extensions["tenderpool.settings"].security)
+        return load_user(db_session(), user_id, now=dt.datetime.now(dt.UTC), lifetime=lifetime)
 
     @app.before_request
     def _request_id() -> None:

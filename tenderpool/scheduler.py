@@ -212,10 +212,12 @@ def document_reminders(ctx: JobContext) -> str:
 
 @register_job("retention", "Rétention (données brutes, historique des travaux)")
 def retention(ctx: JobContext) -> str:
+    from tenderpool.accounts.services import prune_sessions
     from tenderpool.ops.services import prune_job_records, recompress_payloads
 
     with ctx.db.session_scope() as session:
         pruned = prune_job_records(session, ctx.settings, now=ctx.now)
+        sessions = prune_sessions(session, ctx.settings, now=ctx.now)
     # One transaction per batch, and a checkpoint in each: a stop (SIGTERM) between two
     # batches keeps what was done, and the next run goes on from there.
     total, finished = 0, False
@@ -227,7 +229,7 @@ def retention(ctx: JobContext) -> str:
     return (
         f"{total} donnée(s) brute(s) recompressée(s){interrupted} ; supprimés :"
         f" {pruned['job_runs']} exécution(s), {pruned['job_requests']} demande(s),"
-        f" {pruned['instances']} instance(s)"
+        f" {pruned['instances']} instance(s), {sessions} session(s) expirée(s)"
     )
 
 

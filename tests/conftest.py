@@ -250,10 +250,14 @@ def post_form(client: FlaskClient, url: str, data: dict[str, Any] | None = None,
 
 def login_as(client: FlaskClient, session: Session, user_id: int) -> None:
     """Log a test client in without going through the password form (fast)."""
+    import datetime as dt
+
     from tenderpool.accounts.models import User
+    from tenderpool.accounts.services import start_session
 
     user = session.get(User, user_id)
     assert user is not None
+    start_session(session, user, user_agent=None, now=dt.datetime.now(dt.UTC))  # the server-side record
     with client.session_transaction() as sess:
         sess["_user_id"] = user.get_id()
         sess["_fresh"] = True

@@ -15,6 +15,7 @@ On SQLite writers queue on the database lock (BEGIN IMMEDIATE); on PostgreSQL th
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 import secrets
 import threading
@@ -31,6 +32,7 @@ from sqlalchemy.orm import Session
 
 from tenderpool import migrate
 from tenderpool.accounts.models import User
+from tenderpool.accounts.services import start_session
 from tenderpool.consortia.models import (
     Consortium,
     ConsortiumEvent,
@@ -116,6 +118,8 @@ def _client(world: World, user_id: int) -> tuple[FlaskClient, str]:
     client = world.app.test_client()
     with Session(world.db.engine) as session:
         user = session.get_one(User, user_id)
+        start_session(session, user, user_agent=None, now=dt.datetime.now(dt.UTC))
+        session.commit()
         with client.session_transaction() as sess:
             sess["_user_id"] = user.get_id()
             sess["_fresh"] = True

@@ -37,8 +37,8 @@ class User(Base):
     role: Mapped[str] = mapped_column(String(16))
     chamber_slug: Mapped[str | None] = mapped_column(String(32))
     is_active: Mapped[bool] = mapped_column(default=True)
-    # Bumped on password change: sessions and "remember me" cookies carry it, so
-    # changing the password logs the account out everywhere.
+    # Bumped on password and role change: sessions and "remember me" cookies carry it, so
+    # either logs the account out everywhere (a password change also deletes its UserSession rows).
     auth_version: Mapped[int] = mapped_column(default=1)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_login_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
@@ -55,7 +55,19 @@ class User(Base):
         return False
 
     def get_id(self) -> str:
-        return f"{self.id}:{self.auth_version}"
+        """``<id>:<auth_version>:<session key>``, what the session and "remember me" cookies carry."""
+        return f"{self.id}:{self.auth_version}:{self.session_key or ''}"
+
+    @property
+    def session_key(self) -> str | None:
+        """Not a column: the key of the signed-in session (:class:`UserSession`) this object was
+        loaded for or logged in with (set by ``start_session`` and ``load_user``)."""
+        key = self.__dict__.get("_session_key")
+        return key if isinstance(key, str) else None
+
+    @session_key.setter
+    def session_key(self, key: str | None) -> None:
+        self.__dict__["_session_key"] = key
 
     @property
     def is_admin(self) -> bool:
@@ -72,6 +84,23 @@ class User(Base):
     @property
     def role_label(self) -> str:
         return Role(self.role).label
+
+
+class UserSession(Base):
+    """One signed-in browser. The session and "remember me" cookies carry a random key; the user
+    loader accepts them only while the row of that key exists, so logging out (which deletes the
+    row) kills every copy of those cookies. A password change deletes all the account's rows.
+
+    The id is the SHA-256 of the key, never the key itself: a read of the database (a backup, a
+    replica) gives nothing that a cookie could carry.
+    """
+
+    __tablename__ = "user_sessions"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    user_agent: Mapped[str | None] = mapped_column(String(200))
 
 
 class LoginAttempt(Base):

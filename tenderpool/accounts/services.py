@@ -1,4 +1,4 @@
-"""Services of the accounts domain: users, login, throttling, password reset, audit.
+"""Services of the accounts domain: users, login, sessions, throttling, password reset, audit.
 
 Services take the session first, only flush, and raise :mod:`tenderpool.errors`.
 """
@@ -6,16 +6,17 @@ Services take the session first, only flush, and raise :mod:`tenderpool.errors`.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import secrets
 from typing import Any
 
 from itsdangerous import BadSignature, URLSafeSerializer
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from tenderpool import mail
-from tenderpool.accounts.models import AuditEvent, LoginAttempt, PasswordResetToken, Role, User
+from tenderpool.accounts.models import AuditEvent, LoginAttempt, PasswordResetToken, Role, User, UserSession
 from tenderpool.config import SecuritySettings, Settings
 from tenderpool.errors import Conflict, InvalidToken, NotFound, Throttled, ValidationError
 
@@ -23,6 +24,9 @@ RESET_SALT = "tenderpool.password-reset"
 # A real hash, so that a login for an unknown email costs as much as one for a known
 # email and the timing does not tell which addresses have accounts.
 _DUMMY_HASH = generate_password_hash("not-a-password-" + secrets.token_hex(8))
+# Flask's PERMANENT_SESSION_LIFETIME (set to this in the app): a signed session cookie older than
+# this is refused by Flask itself, whether or not the session is "permanent".
+SESSION_COOKIE_DAYS = 31
 
 
 def normalise_email(email: str) -> str:
@@ -179,7 +183,53 @@ def authenticate(
 
 
 def record_logout(session: Session, user: User, *, ip: str, now: dt.datetime) -> None:
+    """End the session ``user`` was loaded for (every copy of its cookies dies) and audit it."""
+    end_session(session, user)
     record_audit(session, "logout", actor=user, target_type="user", target_id=user.id, ip=ip, now=now)
+
+
+# --------------------------------------------------------------------------- sessions
+
+
+def session_lifetime(security: SecuritySettings) -> dt.timedelta:
+    """How long a signed-in session may last, from its login: as long as the longer of the cookies
+    that can carry it (Flask's session cookie, and "se souvenir de moi"). Older ones are refused
+    by :func:`load_user` and deleted by the retention job."""
+    return dt.timedelta(days=max(security.remember_days, SESSION_COOKIE_DAYS))
+
+
+def _session_id(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def start_session(session: Session, user: User, *, user_agent: str | None, now: dt.datetime) -> str:
+    """Record a new signed-in session of ``user`` and attach its key to it, so that
+    ``user.get_id()`` (what ``login_user`` puts in the cookies) carries the key. Returns the key."""
+    key = secrets.token_urlsafe(32)
+    agent = (user_agent or "").strip()[:200] or None
+    session.add(UserSession(id=_session_id(key), user_id=user.id, created_at=now, user_agent=agent))
+    session.flush()
+    user.session_key = key
+    return key
+
+
+def end_session(session: Session, user: User) -> None:
+    """Delete the row of the session ``user`` was loaded for: its cookies stop working everywhere."""
+    if user.session_key:
+        session.execute(delete(UserSession).where(UserSession.id == _session_id(user.session_key)))
+    user.session_key = None
+
+
+def end_all_sessions(session: Session, user: User) -> None:
+    session.execute(delete(UserSession).where(UserSession.user_id == user.id))
+    user.session_key = None
+
+
+def prune_sessions(session: Session, settings: Settings, *, now: dt.datetime) -> int:
+    """Delete the sessions older than their lifetime (the retention job); returns how many."""
+    cutoff = now - session_lifetime(settings.security)
+    result: Any = session.execute(delete(UserSession).where(UserSession.created_at <= cutoff))
+    return int(result.rowcount or 0)
 
 
 def _reset_serializer(settings: Settings) -> URLSafeSerializer:
@@ -258,15 +308,16 @@ def reset_password(
         raise InvalidToken("Ce lien de réinitialisation n'est pas valide.")
     check_password_policy(new_password, settings.security)
     row.used_at = now
-    _set_password(user, new_password)
+    _set_password(session, user, new_password)
     _spend_reset_links(session, user, now)  # every other outstanding link of this account too
     record_audit(session, "password_reset", actor=user, target_type="user", target_id=user.id, ip=ip, now=now)
     return user
 
 
-def _set_password(user: User, password: str) -> None:
+def _set_password(session: Session, user: User, password: str) -> None:
     user.password_hash = hash_password(password)
-    user.auth_version += 1  # logs every other session out
+    user.auth_version += 1  # logs every session out…
+    end_all_sessions(session, user)  # …and deletes them (the caller may start a new one)
 
 
 def _spend_reset_links(session: Session, user: User, now: dt.datetime) -> None:
@@ -291,7 +342,7 @@ def change_password(
             "Le nouveau mot de passe doit être différent de l'actuel.", field="new_password"
         )
     check_password_policy(new, settings.security)
-    _set_password(user, new)
+    _set_password(session, user, new)
     _spend_reset_links(session, user, now)
     record_audit(
         session, "password_changed", actor=user, target_type="user", target_id=user.id, ip=ip, now=now
@@ -305,7 +356,7 @@ def set_password(session: Session, settings: Settings, *, email: str, password: 
     if user is None:
         raise NotFound(f"Aucun compte pour {email}.")
     check_password_policy(password, settings.security)
-    _set_password(user, password)
+    _set_password(session, user, password)
     _spend_reset_links(session, user, dt.datetime.now(dt.UTC))
     record_audit(session, "password_set_by_operator", target_type="user", target_id=user.id)
     return user
@@ -354,14 +405,27 @@ def change_role(
     session.flush()
 
 
-def load_user(session: Session, user_id: str) -> User | None:
-    """Flask-Login loader: ``<id>:<auth_version>``; a stale version means logged out."""
+def load_user(session: Session, user_id: str, *, now: dt.datetime, lifetime: dt.timedelta) -> User | None:
+    """Flask-Login loader: ``<id>:<auth_version>:<session key>``, from the session or the "remember
+    me" cookie. Logged out (None) when the version is stale, the account inactive, or the session's
+    row gone (logout, password change) or older than ``lifetime``. One query: the user and its
+    session row together."""
     try:
-        raw_id, raw_version = user_id.split(":", 1)
+        raw_id, raw_version, key = user_id.split(":", 2)
         uid, version = int(raw_id), int(raw_version)
     except ValueError:
         return None
-    user = session.get(User, uid)
-    if user is None or not user.is_active or user.auth_version != version:
+    if not key:
         return None
+    row = session.execute(
+        select(User, UserSession.created_at)
+        .join(UserSession, UserSession.user_id == User.id)
+        .where(UserSession.id == _session_id(key), User.id == uid)
+    ).first()
+    if row is None:
+        return None
+    user, created_at = row
+    if not user.is_active or user.auth_version != version or created_at <= now - lifetime:
+        return None
+    user.session_key = key
     return user

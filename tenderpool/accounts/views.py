@@ -75,6 +75,16 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+def sign_in(user: User, *, remember: bool = False) -> None:
+    """Log ``user`` in on this browser: a fresh Flask session (no fixation), a new server-side
+    session row (committed), and flask-login's cookies carrying its key (see ``load_user``)."""
+    db = db_session()
+    session.clear()
+    services.start_session(db, user, user_agent=request.user_agent.string, now=_now())
+    db.commit()
+    login_user(user, remember=remember, duration=dt.timedelta(days=settings().security.remember_days))
+
+
 @bp.route("/connexion", methods=["GET", "POST"])
 @access(Access.ANONYMOUS)
 def login() -> str | Response | tuple[str, int]:
@@ -102,12 +112,7 @@ def login() -> str | Response | tuple[str, int]:
         else:
             db.commit()
             next_url = safe_next(request.args.get("next"), url_for("main.home"))
-            session.clear()  # a fresh session at login: no fixation
-            login_user(
-                user,
-                remember=bool(form.remember.data),
-                duration=dt.timedelta(days=settings().security.remember_days),
-            )
+            sign_in(user, remember=bool(form.remember.data))
             flash(f"Bienvenue, {user.full_name}.", "success")
             return redirect(next_url)
     elif request.method == "POST":
@@ -119,7 +124,7 @@ def login() -> str | Response | tuple[str, int]:
 @access(Access.USER)
 def logout() -> Response:
     db = db_session()
-    services.record_logout(db, current_user, ip=client_ip(), now=_now())
+    services.record_logout(db, current_user, ip=client_ip(), now=_now())  # deletes the session's row
     db.commit()
     logout_user()
     session.clear()
@@ -201,9 +206,8 @@ def change_password() -> str | Response:
             target.errors = [*target.errors, exc.message]
         else:
             db.commit()
-            # Other sessions are now invalid (auth_version changed); keep this one.
-            session.clear()
-            login_user(current_user._get_current_object())
+            # Every session of the account was deleted (auth_version changed too); start a new one here.
+            sign_in(current_user._get_current_object())
             flash("Votre mot de passe est changé. Vos autres sessions ont été fermées.", "success")
             return redirect(url_for("accounts.account"))
     return render_template("accounts/change_password.html", form=form)

@@ -5,10 +5,11 @@ from __future__ import annotations
 import datetime as dt
 
 from flask import Blueprint, abort, flash, g, redirect, render_template, request, url_for
-from flask_login import current_user, login_user
+from flask_login import current_user
 from werkzeug.wrappers import Response
 
 from tenderpool.accounts.forms import EmptyForm
+from tenderpool.accounts.views import sign_in
 from tenderpool.errors import DomainError, InvalidToken
 from tenderpool.firms import services
 from tenderpool.firms.forms import AcceptInvitationForm, InviteForm, RefuseForm, SignupForm
@@ -57,7 +58,7 @@ def signup() -> str | Response | tuple[str, int]:
         else:
             owner = firm.memberships[0].user
             db.commit()
-            login_user(owner)
+            sign_in(owner)
             return redirect(url_for("firms.pending"))
     status = 400 if request.method == "POST" else 200
     chambers = settings().chambers
@@ -158,7 +159,7 @@ def accept_invitation(token: str) -> str | Response | tuple[str, int]:
             _field_error(form, exc)
         else:
             db.commit()
-            login_user(user)
+            sign_in(user)
             flash(f"Bienvenue dans l'espace de {invitation.firm.name}.", "success")
             return redirect(url_for("main.home"))
     return render_template("firms/accept_invitation.html", form=form, invitation=invitation)
