@@ -1,10 +1,17 @@
 """Ingestion throughput: real BOAMP and eForms payloads, varied into N distinct records.
 
-    python -m benchmarks.ingest [--records 50000] [--engines sqlite,postgres]
+    python -m benchmarks.ingest [--records 50000] [--engines sqlite,postgres] [--interleaved]
 
 Prints one JSON object: records/s end to end per engine, the time to only parse
 the same payloads (measured in the same run), their ratio, and the peak RSS.
 Goal (issue 3): ≥ 700 records/s on SQLite, ingestion < 3 × parse-only time.
+
+On a shared machine the load changes between the parse-only pass and an engine's
+pass, minutes apart, and so does their ratio. ``--interleaved`` also parses each
+batch of 500 again right after ingesting it, and reports per engine the ratio of
+the ingestion time to that parse-only time (``interleaved_ratio``): both are
+measured under the same load. Parsing second, with warm caches, makes this ratio
+the stricter one. The ingestion figures exclude that extra parsing.
 """
 
 from __future__ import annotations
@@ -112,7 +119,11 @@ def varied_records(n: int, seed: int = 7) -> Iterator[RawRecord]:
                 f"<cbc:ContractFolderID>{folder}</cbc:ContractFolderID>", eforms[i % len(eforms)], 1
             )
             out = _NOTICE_ID.sub(f'<cbc:ID schemeName="notice-id">{new_id}</cbc:ID>', out, 1)
-            out = _NAME.sub(lambda m, t=title: f"{m.group(1)}{t}</cbc:Name>", out, 1)
+
+            def named(match: re.Match[str], title: str = title) -> str:  # the title as it is, no escapes
+                return f"{match.group(1)}{title}</cbc:Name>"
+
+            out = _NAME.sub(named, out, 1)
             yield RawRecord("eforms", f"{new_id}-01", out.encode(), "application/xml", fetched)
 
 
@@ -146,7 +157,7 @@ def parse_only(path: Path) -> tuple[float, int]:
     return time.perf_counter() - start, count
 
 
-def ingest(path: Path, url: str) -> dict[str, Any]:
+def ingest(path: Path, url: str, *, interleaved: bool = False) -> dict[str, Any]:
     from tenderpool import migrate
     from tenderpool.db import Database
     from tenderpool.notices.ingest import Ingester
@@ -157,12 +168,19 @@ def ingest(path: Path, url: str) -> dict[str, Any]:
     start = time.perf_counter()
     totals: dict[str, int] = {}
     batch: list[RawRecord] = []
+    parse_again = 0.0
 
     def flush() -> None:
+        nonlocal parse_again
         with db.session_scope() as session:
             stats = Ingester(session, now=now).ingest_batch(batch)
         for key, value in stats.as_dict().items():
             totals[key] = totals.get(key, 0) + value
+        if interleaved:
+            begin = time.perf_counter()
+            for raw in batch:
+                parse_raw(raw)
+            parse_again += time.perf_counter() - begin
         batch.clear()
 
     for raw in read_jsonl(path):
@@ -171,15 +189,26 @@ def ingest(path: Path, url: str) -> dict[str, Any]:
             flush()
     if batch:
         flush()
-    elapsed = time.perf_counter() - start
+    elapsed = time.perf_counter() - start - parse_again
     db.engine.dispose()
-    return {"seconds": round(elapsed, 2), "records_per_second": round(totals["read"] / elapsed, 1), **totals}
+    result = {
+        "seconds": round(elapsed, 2),
+        "records_per_second": round(totals["read"] / elapsed, 1),
+        **totals,
+    }
+    if interleaved:
+        result["interleaved_parse_only_seconds"] = round(parse_again, 2)
+        result["interleaved_ratio"] = round(elapsed / parse_again, 2)
+    return result
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--records", type=int, default=50_000)
     parser.add_argument("--engines", default="sqlite,postgres")
+    parser.add_argument(
+        "--interleaved", action="store_true", help="also parse each batch again right after ingesting it"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "records.jsonl"
@@ -192,7 +221,7 @@ def main() -> None:
         }
         for engine in args.engines.split(","):
             with throwaway_database(engine, tmp) as url:
-                result[engine] = ingest(data, url)
+                result[engine] = ingest(data, url, interleaved=args.interleaved)
             result[engine]["ratio_to_parse_only"] = round(result[engine]["seconds"] / parse_seconds, 2)
         result["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
         print(json.dumps(result, indent=2))
