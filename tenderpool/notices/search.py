@@ -60,6 +60,7 @@ its first look-up; without statistics it is only slower.
 from __future__ import annotations
 
 import base64
+import bisect
 import datetime as dt
 import functools
 import hashlib
@@ -104,7 +105,7 @@ from sqlalchemy import cast as cast_
 from sqlalchemy import text as sql_text
 from sqlalchemy.dialects.postgresql import ARRAY, TSQUERY, TSVECTOR
 from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.orm import Session, aliased, selectinload
+from sqlalchemy.orm import Session, aliased
 from sqlalchemy.sql import operators
 from sqlalchemy.sql.elements import UnaryExpression
 
@@ -330,9 +331,22 @@ class SearchQuery:
         return replace(self, **changes)
 
 
+@dataclass(frozen=True)
+class NoticeSummary:
+    """What a list row shows of a notice's collections, read in the same statement as the notice."""
+
+    departments: list[str]  # sorted
+    sources: list[str]  # each source once, sorted
+    lots: int
+
+
 @dataclass
 class SearchPage:
-    """One page of results, in the order asked."""
+    """One page of results, in the order asked.
+
+    The notices' collections (lots, publications…) are not loaded: a list shows their
+    ``summaries``, and a caller that needs more loads it for the page at once (the JSON API).
+    """
 
     items: list[Notice]
     total: int  # at most COUNT_LIMIT: see total_capped
@@ -341,6 +355,7 @@ class SearchPage:
     next_cursor: str | None = None  # for the API's cursor pagination
     # More than ``total`` notices match ("plus de 1 000 avis"): counting is capped at COUNT_LIMIT.
     total_capped: bool = False
+    summaries: dict[int, NoticeSummary] = field(default_factory=dict)  # by notice id
 
     @property
     def pages(self) -> int:
@@ -1070,7 +1085,7 @@ _STATS_TTL = 600.0  # seconds
 class _PgStats:
     lexemes: dict[str, float]  # the most common lexemes -> share of the notices that carry them
     rarest: float = 1.0  # any other lexeme is carried by fewer notices than this share
-    deadlines: list[str] = field(default_factory=list)  # UTC days cutting the deadlines in equal parts
+    deadlines: list[dt.date] = field(default_factory=list)  # UTC days cutting the deadlines in equal parts
     undated: float = 0.0  # share of the notices without a deadline
 
 
@@ -1097,9 +1112,7 @@ def _pg_stats(session: Session) -> _PgStats:
             stats.lexemes = dict(zip(elements, [float(f) for f in shares[: len(elements)]], strict=True))
             stats.rarest = float(shares[len(elements)])  # then come the minimum, the maximum, the nulls
         elif name == "deadline_at":
-            stats.deadlines = [
-                dt.datetime.fromisoformat(b).astimezone(dt.UTC).strftime("%Y%m%d") for b in bounds or []
-            ]
+            stats.deadlines = [dt.datetime.fromisoformat(b).astimezone(dt.UTC).date() for b in bounds or []]
             stats.undated = float(null_share or 0.0)
     _stats[key] = (now, stats)
     return stats
@@ -1117,11 +1130,16 @@ def _share(facet: _Facet, stats: _PgStats) -> float:
             digits = facet.token[2:]
             first = _lenient_day(digits.ljust(8, "0"))
             last = _lenient_day(digits.ljust(8, "9") if facet.prefix else digits)
+            # Only the parts around the days are looked at: a deadline window is dozens of days,
+            # each asked here, against a hundred parts.
+            bounds = stats.deadlines
+            start = max(0, bisect.bisect_left(bounds, first) - 1)
+            stop = min(len(bounds), bisect.bisect_right(bounds, last) + 1)
             covered = 0.0
-            for low, high in itertools.pairwise(_lenient_day(b) for b in stats.deadlines):
+            for low, high in itertools.pairwise(bounds[start:stop]):
                 overlap = (min(high, last) - max(low, first)).days + 1
                 covered += max(0, overlap) / ((high - low).days + 1)
-            return (1 - stats.undated) * covered / max(1, len(stats.deadlines) - 1)
+            return (1 - stats.undated) * covered / max(1, len(bounds) - 1)
         if facet.prefix or not stats.lexemes:
             return 1.0  # the lexemes with that prefix are not all listed
         return stats.lexemes.get("#" + facet.token, stats.rarest)
@@ -1413,29 +1431,41 @@ def search_notices(
         next_cursor = _encode_cursor(data)
 
     ids = [row.id for row in rows]
-    hydrate = select(Notice).where(Notice.id.in_(ids))
+    # The notices with what a list shows of their collections, in one statement: loading the
+    # collections themselves took four more, and three quarters of the search's time on
+    # PostgreSQL (benchmarks/search.py).
+    hydrate = select(Notice, *_SUMMARY).where(Notice.id.in_(ids))
     restore = session.info.pop(_INDEXSCAN, None)
     if restore is not None and ids:
-        # Back to the index scans (see _pg_index_hits) as this statement runs: the statements of
-        # the collections below are planned with them.
+        # Back to the index scans (see _pg_index_hits) as this statement runs: its subqueries are
+        # planned with them.
         hydrate = hydrate.add_columns(func.set_config("enable_indexscan", restore, True))
     elif restore is not None:
         session.execute(select(func.set_config("enable_indexscan", restore, True)))
-    loaded = {
-        notice.id: notice
-        for notice in session.scalars(
-            hydrate.options(
-                selectinload(Notice.lots),
-                selectinload(Notice.publications).defer(Publication.payload),  # a list shows no payload
-                selectinload(Notice.cpv_links),
-                selectinload(Notice.department_links),
-            )
+    loaded: dict[int, Notice] = {}
+    summaries: dict[int, NoticeSummary] = {}
+    for notice, departments, sources, lots, *_ in session.execute(hydrate) if ids else ():
+        loaded[notice.id] = notice
+        summaries[notice.id] = NoticeSummary(
+            sorted((departments or "").split()), sorted(set((sources or "").split())), lots
         )
-    } if ids else {}  # fmt: skip
     items = [loaded[i] for i in ids if i in loaded]
     return SearchPage(
-        items=items, total=total, page=page, per_page=per_page, next_cursor=next_cursor, total_capped=capped
-    )
+        items=items, total=total, page=page, per_page=per_page, next_cursor=next_cursor,
+        total_capped=capped, summaries=summaries,
+    )  # fmt: skip
+
+
+# A list row's departments, sources (space-separated: neither holds a space) and number of lots.
+_SUMMARY = (
+    select(func.aggregate_strings(NoticeDepartment.department, " "))
+    .where(NoticeDepartment.notice_id == Notice.id)
+    .scalar_subquery(),
+    select(func.aggregate_strings(Publication.source, " "))
+    .where(Publication.notice_id == Notice.id)
+    .scalar_subquery(),
+    select(func.count()).select_from(Lot).where(Lot.notice_id == Notice.id).scalar_subquery(),
+)
 
 
 # On SQLite an "id IN (subquery)" becomes the loop that drives the query, whatever its size:

@@ -161,6 +161,34 @@ def test_accents_case_and_stemming_both_ways(session: Session, corpus: dict[str,
         assert found(session, q=q) == cleaning, q
 
 
+def test_page_summaries_are_the_notices_collections(session: Session, corpus: dict[str, int]) -> None:
+    """A list row shows departments, sources and lots from the page's summaries, read with the
+    notices: they must say what the collections say."""
+    cleaning = corpus["cleaning"]
+    for source, ref in (("ted", "123456-2026"), ("boamp", "26-99999")):  # a second BOAMP one: once
+        session.add(Publication(
+            source=source, source_ref=ref, notice_id=cleaning, state="linked", payload=b"",
+            payload_sha256="0" * 64, content_type="application/json", fetched_at=NOW,
+        ))  # fmt: skip
+    manual = session.get(Notice, corpus["furniture"])
+    assert manual is not None
+    for publication in manual.publications:  # as a notice staff typed in: no publication
+        publication.notice_id = None
+    session.flush()
+    session.expire_all()
+    page = search(session)
+    assert {n.id for n in page.items} == set(corpus.values())
+    for notice in page.items:
+        summary = page.summaries[notice.id]
+        assert summary.departments == notice.departments
+        assert summary.sources == sorted({p.source for p in notice.publications})
+        assert summary.lots == len(notice.lots)
+    assert page.summaries[cleaning].sources == ["boamp", "ted"]
+    assert page.summaries[corpus["furniture"]].sources == []
+    assert page.summaries[corpus["cleaning"]].departments == ["14", "27", "50", "61", "76"]
+    assert any(summary.lots for summary in page.summaries.values())
+
+
 def test_phrase_matches_only_the_words_in_order(session: Session, corpus: dict[str, int]) -> None:
     both = {corpus["green_phrase"], corpus["green_words"]}
     assert found(session, q="espaces verts") == both

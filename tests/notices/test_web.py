@@ -38,6 +38,20 @@ def test_browse_filters_and_bad_parameters(
     assert injected.status_code == 200
 
 
+def test_browse_row_shows_departments_sources_and_lots(
+    client: FlaskClient, session: Session, seed: Seed, seed_notice: SeedNotice
+) -> None:
+    notice = session.get(Notice, seed_notice.notice_id)
+    assert notice is not None and notice.lots and notice.departments and notice.publications
+    login_as(client, session, seed.member_id)
+    html = client.get("/avis?dep=77").get_data(as_text=True)
+    start = html.index(f'id="n-{notice.id}"')
+    row = html[start : html.index("</article>", start)]
+    assert f"<span>· {', '.join(notice.departments)}</span>" in row
+    assert row.count('class="badge badge-boamp"') == 1
+    assert f"<dt>Lots</dt><dd>{len(notice.lots)}</dd>" in row
+
+
 def test_notice_page_shows_lots_cpv_labels_and_history(
     client: FlaskClient, session: Session, seed: Seed, seed_notice: SeedNotice
 ) -> None:
