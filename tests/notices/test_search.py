@@ -369,13 +369,16 @@ def test_deadline_and_published_sorts(session: Session, corpus: dict[str, int], 
 # --------------------------------------------------------------------------- pagination
 
 
-@pytest.fixture(params=["few", "many"])
+@pytest.fixture(params=["few", "many", "cut"])
 def plan(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Run the test on both paths of the service: up to _FEW results the matching ids are listed
+    """Run the test on every path of the service: up to _FEW results the matching ids are listed
     then sorted; above, the sort column's index is walked. Test data is small: "many" lowers the
-    threshold instead."""
-    if request.param == "many":
+    threshold instead. On PostgreSQL a walk with words checks its first _WALK notices one by one,
+    then ("cut": after 3 notices) hands the whole walk to the planner."""
+    if request.param in ("many", "cut"):
         monkeypatch.setattr(search_module, "_FEW", -1)
+    if request.param == "cut":
+        monkeypatch.setattr(search_module, "_WALK", 3)
     return str(request.param)
 
 
@@ -644,11 +647,16 @@ def test_listing_with_row_conditions_sorts_like_the_index_walk(
     session: Session, many: list[int], monkeypatch: pytest.MonkeyPatch, sort: str
 ) -> None:
     """Up to COUNT_LIMIT matches with row conditions are listed once and sorted in Python: the same
-    order as the queries that walk the sort column's index."""
+    order as the queries that walk the sort column's index (on PostgreSQL, checking the first
+    _WALK notices one by one, then, when they hold less than the page, planned as a whole)."""
     query = SearchQuery.from_args({"q": "nettoyage", "status": "open,closed,awarded,cancelled", "sort": sort})
     listed = search_notices(session, query, now=NOW, per_page=100)
     monkeypatch.setattr(search_module, "_listed", lambda *args, **kwargs: None)
-    for few in (2000, -1):
+    for few, walk in ((2000, 5000), (-1, 5000), (-1, 4)):
         monkeypatch.setattr(search_module, "_FEW", few)
+        monkeypatch.setattr(search_module, "_WALK", walk)
         walked = search_notices(session, query, now=NOW, per_page=100)
         assert ids(walked) == ids(listed) and walked.total == listed.total == 23
+        for page in range(1, 6):  # pages that the first notices of the walk fill, and the others
+            got = search_notices(session, query, now=NOW, page=page, per_page=5)
+            assert ids(got) == ids(listed)[(page - 1) * 5 : page * 5], (few, walk, page)
