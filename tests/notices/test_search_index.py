@@ -354,3 +354,14 @@ def test_postgresql_statistics_size_the_first_look_up(
     # The words of a search come together: a bound, the share of the rarest, excluded words aside.
     assert search_module._text_share("'toitur' & !( 'a' <-> 'b' )", stats) == stats.lexemes["toitur"]
     assert search_module._text_share("'toitur' | 'voir'", stats) == 1.0
+    # One estimate sizes the first window closely; several, taken as independent, with more room.
+    text_only = SearchQuery.from_args({"q": "toiture"})
+    words = search_module._text_match(session, text_only.text, sqlite=False)
+    alone_ = search_module._index_query(words, [], sqlite=False, stats=stats)
+    both = search_module._index_query(words, groups, sqlite=False, stats=stats)
+    facets = search_module._facets(SearchQuery.from_args({"dep": "91", "status": "open"}), now=NOW, span=None)
+    assert alone_ is not None and both is not None and facets
+    two_groups = search_module._index_query(None, facets, sqlite=False, stats=stats)
+    assert two_groups is not None
+    assert (alone_.margin, both.margin, two_groups.margin) == (1.25, 2.0, 2.0)
+    assert both.share < alone_.share
