@@ -1223,8 +1223,9 @@ class _IndexQuery:
     # 20 ms for words in a third of the notices, whatever the window's size), then its rows
     # (3 to 4 µs each): better read more rows than a second window. A share made of several
     # estimates (words, facet groups) was up to 6 times too high in the benchmark, one of a
-    # single estimate within a quarter; a margin of 2 rather than 1.25 for the former took the
-    # p95 of its searches with words from 58 to 55 ms, and their p50 from 31 to 33.
+    # single estimate within a quarter. A margin of 2 rather than 1.25 for the former took the
+    # p95 of the benchmark's searches of several words from 56-58 to 48-52 ms (alternated runs);
+    # the whole mix's p95 did not move.
     margin: float = 1.25
     # PostgreSQL: whether a candidate has a boundary token (see _Group); None: none has.
     near: ColumnElement[bool] | None = None
