@@ -37,6 +37,17 @@ def boamp_raw(record: dict[str, Any]) -> RawRecord:
     )
 
 
+def truncated_boamp_raw() -> RawRecord:
+    """A BOAMP record cut off mid-payload, as a dropped connection leaves it: quarantined."""
+    return RawRecord(
+        source="boamp",
+        source_ref="26-99998",
+        payload=b'{"idweb": "26-99998", "objet": "Tru',
+        content_type="application/json",
+        fetched_at=FETCHED,
+    )
+
+
 def xml_raw(
     relative: str, *, source: str, replace: dict[str, str] | None = None, ref: str | None = None
 ) -> RawRecord:

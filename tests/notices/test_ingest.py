@@ -13,7 +13,13 @@ from scrapers.base import RawRecord
 from tenderpool.notices.ingest import ingest_records
 from tenderpool.notices.models import Notice, NoticeChange, Publication
 from tenderpool.notices.services import notice_to_dict, reparse
-from tests.notices.conftest import FETCHED, boamp_raw, boamp_records, fixture_records, xml_raw
+from tests.notices.conftest import (
+    boamp_raw,
+    boamp_records,
+    fixture_records,
+    truncated_boamp_raw,
+    xml_raw,
+)
 
 NOW = dt.datetime(2026, 1, 25, 9, 0, tzinfo=dt.UTC)
 PARIS = ZoneInfo("Europe/Paris")
@@ -97,13 +103,7 @@ def test_cpv_codes_are_checked_against_the_cpv_list(session: Session) -> None:
 def test_bad_record_is_quarantined_and_the_rest_is_stored(session: Session) -> None:
     good = [boamp_raw(r) for r in boamp_records()]
     strange = dict(boamp_records()[0], idweb="26-99999", donnees=json.dumps({"PLUTON": {"x": 1}}))
-    truncated = RawRecord(
-        source="boamp",
-        source_ref="26-99998",
-        payload=b'{"idweb": "26-99998", "objet": "Tru',
-        content_type="application/json",
-        fetched_at=FETCHED,
-    )
+    truncated = truncated_boamp_raw()
     stats = ingest_records(session, [*good[:2], boamp_raw(strange), truncated, *good[2:]], now=NOW)
     assert stats.created == 5 and stats.rejected == 2
     reasons = dict(stats.rejections)

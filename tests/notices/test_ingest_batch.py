@@ -27,7 +27,7 @@ from tenderpool.notices.models import (
     Publication,
     PublicationRef,
 )
-from tests.notices.conftest import FETCHED, boamp_raw, boamp_records, xml_raw
+from tests.notices.conftest import FETCHED, boamp_raw, boamp_records, truncated_boamp_raw, xml_raw
 from tests.notices.test_ingest import _change_and_call
 
 NOW = dt.datetime(2026, 1, 25, 9, 0, tzinfo=dt.UTC)
@@ -57,13 +57,7 @@ def _records() -> tuple[list[RawRecord], list[RawRecord]]:
     ]
     retitled = dict(boamp[0])
     retitled["objet"] = "Travaux d'aménagement intérieurs et extérieurs (rectifié)"
-    truncated = RawRecord(
-        source="boamp",
-        source_ref="26-99998",
-        payload=b'{"idweb": "26-99998", "objet": "Tru',
-        content_type="application/json",
-        fetched_at=FETCHED,
-    )
+    truncated = truncated_boamp_raw()
     mixed = [
         boamp_raw(boamp[2]),
         boamp_raw(boamp[3]),
