@@ -221,6 +221,7 @@ def end_session(session: Session, user: User) -> None:
 
 
 def end_all_sessions(session: Session, user: User) -> None:
+    """Delete every session of ``user`` (a password change): all its browsers are logged out."""
     session.execute(delete(UserSession).where(UserSession.user_id == user.id))
     user.session_key = None
 
