@@ -765,7 +765,18 @@ class Scheduler:
         finally:
             self.is_active = False
             if self._aps is not None:
-                self._aps.shutdown(wait=True)  # the running jobs finish; nothing new starts
+                # Nothing new starts, then the running jobs finish, and only then is APScheduler
+                # shut down: its shutdown(wait=True) waits for the jobs while holding the lock of
+                # its job store, which a running job takes to publish the next runs (a heartbeat
+                # started just before a SIGTERM hung the scheduler that way).
+                self._aps.pause()
+                for guard in self._guards.values():  # a job holds its guard while it runs
+                    guard.acquire()
+                try:
+                    self._aps.shutdown(wait=True)
+                finally:
+                    for guard in self._guards.values():
+                        guard.release()
                 self._aps = None
             self._triggers = {}
 
