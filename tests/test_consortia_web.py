@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 import json
+import re
 from typing import Any
 
 from click.testing import CliRunner
@@ -181,3 +183,50 @@ def test_cli_lists_consortia(app: Flask, session: Session, seed: Seed, monkeypat
     assert [m["name"] for m in row["members"]][1] == "Plomberie Essonne"
     table = CliRunner().invoke(cli.main, ["consortia", "list"])
     assert table.exit_code == 0 and "assembling" in table.output and "Réhabilitation" in table.output
+
+
+def test_groupement_lists_are_paginated_each_on_its_own(
+    app: Flask, client: FlaskClient, session: Session, seed: Seed
+) -> None:
+    settings = app.extensions["tenderpool.settings"]
+    owner = session.get_one(User, seed.owner_id)
+    other, other_owner = partner(session, settings, name="Voisins Réunis")
+    # 27 groupements of the firm, formed one after the other; 26 open ones of a neighbour, soonest
+    # deadline first; and one invitation waiting for the firm's answer.
+    mine = [
+        consortium_of(
+            session, owner, two_lot_notice(session), name=f"Mien {k:02d}", now=NOW + dt.timedelta(minutes=k)
+        )
+        for k in range(27)
+    ]
+    for k in range(26):
+        notice = two_lot_notice(session, deadline_at=NOW + dt.timedelta(days=10 + k))
+        consortium_of(session, other_owner, notice, name=f"Ouvert {k:02d}", visibility="open")
+    waiting = consortium_of(session, other_owner, two_lot_notice(session), name="En attente")
+    with app.app_context():  # the invitation's email links to the workspace
+        services.invite_firm(
+            session, waiting, firm=session.get_one(Firm, seed.firm_id), by=other_owner, now=NOW
+        )
+    session.commit()
+    login_as(client, session, seed.owner_id)
+
+    def names(html: str, prefix: str) -> list[str]:
+        return re.findall(rf">({prefix} \d\d)</a>", html)
+
+    first = client.get("/groupements").get_data(as_text=True)
+    assert "27 groupements — page 1 sur 2" in first
+    assert names(first, "Mien") == [f"Mien {k:02d}" for k in range(26, 1, -1)]  # latest change first
+    assert names(first, "Ouvert") == [f"Ouvert {k:02d}" for k in range(25)]
+    assert "26 groupements ouverts" in first
+    assert "En attente</a>" in first and "Invitations et demandes en attente" in first
+    assert 'href="/groupements?page=2&amp;ouverts=1" rel="next"' in first
+    assert 'href="/groupements?ouverts=2&amp;page=1" rel="next"' in first
+
+    # Each list turns its own page and keeps the other's.
+    both = client.get("/groupements?page=2&ouverts=2").get_data(as_text=True)
+    assert names(both, "Mien") == ["Mien 01", "Mien 00"]
+    assert names(both, "Ouvert") == ["Ouvert 25"]
+    assert "En attente</a>" in both  # invitations are always shown, outside the pages
+    assert 'href="/groupements?page=1&amp;ouverts=2" rel="prev"' in both
+    assert 'href="/groupements?ouverts=1&amp;page=2" rel="prev"' in both
+    assert len(mine) == 27 and other.id != seed.firm_id

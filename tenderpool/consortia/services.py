@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session, selectinload
 from sqlalchemy.orm.exc import StaleDataError
 
@@ -1857,9 +1857,15 @@ def solo_lots(session: Session, firm_id: int | None, notice_id: int) -> list[str
 # --------------------------------------------------------------------------- lists
 
 
-def consortia_for_user(session: Session, user: User) -> list[Consortium]:
-    """The consortia a user follows: its firm's (any live state), its chamber's, or all (admin)."""
-    query = select(Consortium).options(selectinload(Consortium.members).selectinload(ConsortiumMember.firm))
+def consortia_query(session: Session, user: User, *, awaiting: bool = True) -> Select[Consortium] | None:
+    """The consortia a user follows, most recently changed first: its firm's (any live state; not
+    those awaiting an answer to an invitation or a request when ``awaiting`` is false), its
+    chamber's, or all (admin). None for a firm user without a firm. With members and their firms
+    and the notice loaded, for lists."""
+    query = select(Consortium).options(
+        selectinload(Consortium.members).selectinload(ConsortiumMember.firm),
+        selectinload(Consortium.notice),
+    )
     if user.is_admin:
         pass
     elif user.is_staff:
@@ -1876,20 +1882,40 @@ def consortia_for_user(session: Session, user: User) -> list[Consortium]:
     else:
         firm_id = firm_id_of(session, user)
         if firm_id is None:
-            return []
-        query = query.where(
-            Consortium.id.in_(
-                select(ConsortiumMember.consortium_id).where(
-                    ConsortiumMember.firm_id == firm_id,
-                    ConsortiumMember.state.in_([s.value for s in LIVE_STATES]),
-                )
-            )
-        )
-    return list(session.scalars(query.order_by(Consortium.updated_at.desc(), Consortium.id.desc())))
+            return None
+        states = LIVE_STATES if awaiting else (MemberState.ACTIVE,)
+        query = query.where(Consortium.id.in_(_firm_consortia(firm_id, states)))
+    return query.order_by(Consortium.updated_at.desc(), Consortium.id.desc())
 
 
-def open_consortia(session: Session, *, notice_id: int | None = None, now: dt.datetime) -> list[Consortium]:
-    """Consortia listed as « cherche partenaires »: open visibility, not yet submitted."""
+def consortia_for_user(session: Session, user: User) -> list[Consortium]:
+    """Every consortium a user follows (see consortia_query)."""
+    query = consortia_query(session, user)
+    return [] if query is None else list(session.scalars(query))
+
+
+def _firm_consortia(firm_id: int, states: Iterable[MemberState]) -> Select[int]:
+    return select(ConsortiumMember.consortium_id).where(
+        ConsortiumMember.firm_id == firm_id, ConsortiumMember.state.in_([s.value for s in states])
+    )
+
+
+def awaiting_answer(session: Session, firm_id: int | None) -> list[Consortium]:
+    """The consortia where the firm's invitation or request to join waits for an answer, newest first."""
+    if firm_id is None:
+        return []
+    query = (
+        select(Consortium)
+        .where(Consortium.id.in_(_firm_consortia(firm_id, (MemberState.INVITED, MemberState.REQUESTED))))
+        .options(selectinload(Consortium.members).selectinload(ConsortiumMember.firm))
+        .order_by(Consortium.updated_at.desc(), Consortium.id.desc())
+    )
+    return list(session.scalars(query))
+
+
+def open_consortia_query(*, notice_id: int | None = None, now: dt.datetime) -> Select[Consortium]:
+    """Consortia listed as « cherche partenaires »: open visibility, not yet submitted, before the
+    deadline; the soonest deadline first."""
     query = (
         select(Consortium)
         .join(Notice, Notice.id == Consortium.notice_id)
@@ -1898,11 +1924,20 @@ def open_consortia(session: Session, *, notice_id: int | None = None, now: dt.da
             Consortium.status.in_([Status.FORMING.value, Status.ASSEMBLING.value]),
             (Notice.deadline_at.is_(None)) | (Notice.deadline_at > now),
         )
+        .options(
+            selectinload(Consortium.members).selectinload(ConsortiumMember.firm),
+            selectinload(Consortium.notice),
+        )
         .order_by(Notice.deadline_at.is_(None), Notice.deadline_at, Consortium.id)
     )
     if notice_id is not None:
         query = query.where(Consortium.notice_id == notice_id)
-    return list(session.scalars(query))
+    return query
+
+
+def open_consortia(session: Session, *, notice_id: int | None = None, now: dt.datetime) -> list[Consortium]:
+    """Every consortium looking for partners (see open_consortia_query)."""
+    return list(session.scalars(open_consortia_query(notice_id=notice_id, now=now)))
 
 
 def consortia_of_notice(session: Session, notice_id: int) -> list[Consortium]:

@@ -33,6 +33,7 @@ from tenderpool.errors import DomainError, NotFound
 from tenderpool.firms.documents import download_name
 from tenderpool.firms.models import Firm, FirmStatus
 from tenderpool.notices.models import Notice
+from tenderpool.pagination import Page, paginate
 from tenderpool.reference import cpv_label
 from tenderpool.web import Access, access, client_ip, db_session, read_upload, settings, storage, uploads
 
@@ -158,18 +159,19 @@ def _int(name: str) -> int | None:
 @bp.route("/groupements")
 @access(Access.MEMBER)
 def index() -> str:
-    """The user's groupements (its chamber's for staff) and those looking for partners."""
+    """The user's groupements (its chamber's for staff) and those looking for partners, each list
+    paginated on its own (``page`` and ``ouverts``)."""
     db = db_session()
     firm_id = services.firm_id_of(db, current_user)
-    mine = services.consortia_for_user(db, current_user)
-    pending = [c for c in mine if (m := services.member_of(c, firm_id)) is not None and not m.is_active]
+    query = services.consortia_query(db, current_user, awaiting=False)
+    mine = paginate(db, query, request.args.get("page")) if query is not None else Page([], 1, 25, 0)
     return render_template(
         "consortia/index.html",
-        mine=[c for c in mine if c not in pending],
-        pending=pending,
+        mine=mine,
+        pending=services.awaiting_answer(db, firm_id),
         member_of=services.member_of,
         MemberState=MemberState,
-        open=services.open_consortia(db, now=_now()),
+        open=paginate(db, services.open_consortia_query(now=_now()), request.args.get("ouverts")),
         firm_id=firm_id,
         lot_label=services.lot_label,
         now=_now(),

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, select
+from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session, selectinload
 
 from scrapers.base import RawRecord
@@ -220,14 +220,17 @@ def unfollow(session: Session, user_id: int, notice: Notice) -> None:
         session.flush()
 
 
-def followed_notices(session: Session, user_ids: list[int]) -> list[Notice]:
-    """The watch list: notices followed by these users (a firm's members), soonest deadline first."""
-    return list(
-        session.scalars(
-            select(Notice)
-            .where(Notice.id.in_(select(NoticeFollow.notice_id).where(NoticeFollow.user_id.in_(user_ids))))
-            .order_by(Notice.deadline_at.is_(None), Notice.deadline_at, Notice.id)
-            .options(selectinload(Notice.lots), selectinload(Notice.publications))
+def followed_notices(user_ids: list[int]) -> Select[Notice]:
+    """The watch list: notices followed by these users (a firm's members), soonest deadline first
+    (undated last), with what a list row shows of them."""
+    return (
+        select(Notice)
+        .where(Notice.id.in_(select(NoticeFollow.notice_id).where(NoticeFollow.user_id.in_(user_ids))))
+        .order_by(Notice.deadline_at.is_(None), Notice.deadline_at, Notice.id)
+        .options(
+            selectinload(Notice.lots),
+            selectinload(Notice.publications),
+            selectinload(Notice.department_links),
         )
     )
 

@@ -274,8 +274,8 @@ def watchlist() -> str:
             user_ids = list(
                 db.scalars(select(FirmMembership.user_id).where(FirmMembership.firm_id == membership.firm_id))
             )
-    notices = services.followed_notices(db, user_ids)
-    return render_template("notices/watchlist.html", notices=notices, now=_now(), status_labels=STATUS_LABELS,
+    page = paginate(db, services.followed_notices(user_ids), request.args.get("page"))
+    return render_template("notices/watchlist.html", page=page, now=_now(), status_labels=STATUS_LABELS,
                            source_labels=SOURCE_LABELS)  # fmt: skip
 
 

@@ -353,3 +353,41 @@ def test_runs_page(client: FlaskClient, session: Session, seed: Seed, seed_notic
 def test_raw_record_fixture_sanity() -> None:
     raw = boamp_raw(_record("26-7113"))
     assert isinstance(raw, RawRecord) and raw.fetched_at == FETCHED
+
+
+def test_watchlist_is_paginated_soonest_deadline_first(
+    client: FlaskClient, session: Session, seed: Seed
+) -> None:
+    from tenderpool.notices import services
+
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    # 27 notices: 26 dated (given in a shuffled order) and one without a deadline, which comes last.
+    days = [(7 * k) % 26 + 1 for k in range(26)]
+    notices = [
+        factories.make_plain_notice(
+            session, title=f"Avis suivi J+{day:02d}", deadline_at=now + dt.timedelta(days=day)
+        )
+        for day in days
+    ]
+    notices.append(factories.make_plain_notice(session, title="Avis suivi sans date", deadline_at=None))
+    for notice in notices:
+        services.follow(session, seed.owner_id, notice, now=now)
+    session.commit()
+    login_as(client, session, seed.member_id)  # the firm's watch list: a colleague followed them
+
+    first = client.get("/suivis").get_data(as_text=True)
+    assert "27 avis suivis — page 1 sur 2" in first
+    titles = [f"Avis suivi J+{day:02d}" for day in range(1, 27)] + ["Avis suivi sans date"]
+    shown = [t for t in titles if f">{t}</a>" in first]
+    assert shown == titles[:25]
+    assert first.index(titles[0]) < first.index(titles[1]) < first.index(titles[24])
+    assert 'href="/suivis?page=2" rel="next"' in first and 'rel="prev"' not in first
+
+    second = client.get("/suivis?page=2").get_data(as_text=True)
+    assert [t for t in titles if f">{t}</a>" in second] == titles[25:]
+    assert 'href="/suivis?page=1" rel="prev"' in second and 'rel="next"' not in second
+    # A page number out of range or not a number falls back to the nearest page.
+    assert [
+        t for t in titles if f">{t}</a>" in client.get("/suivis?page=9").get_data(as_text=True)
+    ] == titles[25:]
+    assert client.get("/suivis?page=abc").get_data(as_text=True).count("Avis suivi J+") == 25
