@@ -478,10 +478,36 @@ def measure_service(
     }
 
 
+def signed_in_client(app: Any, db: Database) -> Any:
+    """A Flask test client signed in as a new staff user of CCI 77 (who sees every list page)."""
+    from tenderpool.accounts import services as accounts
+    from tenderpool.accounts.services import create_user
+
+    settings = app.extensions["tenderpool.settings"]
+    with app.app_context(), db.session() as session:
+        user = create_user(
+            session,
+            settings,
+            email=f"bench-{uuid.uuid4().hex[:6]}@example.com",
+            password=secrets.token_urlsafe(16) + "-1",  # letters only, 1 time in 100, is refused
+            full_name="Benchmark",
+            role="staff",
+            chamber_slug="cci77",
+        )
+        # Signed-in sessions are recorded on the server: the cookie must name one.
+        accounts.start_session(session, user, user_agent="benchmark", now=dt.datetime.now(dt.UTC))
+        session.commit()
+        user_id = user.get_id()
+    client = app.test_client()
+    with client.session_transaction() as sess:
+        sess["_user_id"] = user_id
+        sess["_fresh"] = True
+    return client
+
+
 def measure_page(
     db: Database, url: str, mix: list[tuple[str, dict[str, Any]]], tmp: str, repeat: int = 1
 ) -> dict[str, Any]:
-    from tenderpool.accounts.services import create_user
     from tenderpool.app import build_app
 
     overrides = {
@@ -494,27 +520,7 @@ def measure_page(
     app = build_app(overrides, database=db)
     if "notices.browse" not in app.view_functions:
         return {"page": "skipped: no notices.browse endpoint (GET /avis) in this build yet"}
-    settings = app.extensions["tenderpool.settings"]
-    with app.app_context(), db.session() as session:
-        user = create_user(
-            session,
-            settings,
-            email=f"bench-{uuid.uuid4().hex[:6]}@example.com",
-            password=secrets.token_urlsafe(16),
-            full_name="Benchmark",
-            role="staff",
-            chamber_slug="cci77",
-        )
-        from tenderpool.accounts import services as accounts
-
-        # Signed-in sessions are recorded on the server: the cookie must name one.
-        accounts.start_session(session, user, user_agent="benchmark", now=dt.datetime.now(dt.UTC))
-        session.commit()
-        user_id = user.get_id()
-    client = app.test_client()
-    with client.session_transaction() as sess:
-        sess["_user_id"] = user_id
-        sess["_fresh"] = True
+    client = signed_in_client(app, db)
     paths = ["/avis?" + urlencode(params) for _, params in mix]
     statuses: dict[int, int] = {}
     for path in paths:  # warm-up (templates compiled, caches filled)

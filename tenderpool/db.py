@@ -74,10 +74,16 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+# Execution option of the engine behind Database.session(reads=True): see _sqlite_begin.
+_READS = "tenderpool_reads"
+
+
 def _sqlite_begin(conn: Any) -> None:
-    # IMMEDIATE takes the write lock at the start, so two writers queue on
-    # busy_timeout instead of failing with "database is locked" half-way.
-    conn.exec_driver_sql("BEGIN IMMEDIATE")
+    # IMMEDIATE takes the write lock at the start, so two writers queue on busy_timeout instead
+    # of failing with "database is locked" half-way. A session that only reads (a GET page)
+    # takes no lock: in WAL mode it reads its snapshot while a writer works, and readers no
+    # longer queue behind each other nor behind a scrape.
+    conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get(_READS) else "BEGIN IMMEDIATE")
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
@@ -101,8 +107,14 @@ class Database:
         self.url = url
         self.engine = engine if engine is not None else make_engine(url)
         self.session_factory = sessionmaker(bind=self.engine, expire_on_commit=False)
+        self._reader = self.engine.execution_options(**{_READS: True})
 
-    def session(self) -> Session:
+    def session(self, *, reads: bool = False) -> Session:
+        """A new session. ``reads``: it is not meant to write (a GET request), so on SQLite its
+        transactions take no lock; a write would still work, but could fail with "database is
+        locked" if another connection wrote meanwhile."""
+        if reads and self.is_sqlite and self.session_factory.kw.get("bind") is self.engine:
+            return self.session_factory(bind=self._reader)
         return self.session_factory()
 
     @contextmanager

@@ -11,7 +11,7 @@ import enum
 from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
-from flask import abort, current_app, g, redirect, request, url_for
+from flask import abort, current_app, g, has_request_context, redirect, request, url_for
 from flask_login import current_user
 from sqlalchemy.orm import Session
 from werkzeug.wrappers import Response
@@ -61,8 +61,21 @@ def database() -> Database:
 def db_session() -> Session:
     """The session of the current request (opened on first use, closed at teardown)."""
     if "db_session" not in g:
-        g.db_session = database().session()
+        g.db_session = database().session(reads=_reads_only())
     return cast(Session, g.db_session)
+
+
+# Blueprints whose GET requests write on purpose: the public API counts each request for its rate
+# limit (tests/security/test_get_is_safe.py lists every GET that writes).
+WRITING_GETS = frozenset({"api"})
+
+
+def _reads_only() -> bool:
+    """Whether the current request only reads: a GET or HEAD (they change nothing, tested for
+    every route), outside the blueprints that count their requests."""
+    return (
+        has_request_context() and request.method in ("GET", "HEAD") and request.blueprint not in WRITING_GETS
+    )
 
 
 def uploads() -> UploadSettings:
