@@ -10,6 +10,8 @@ from sqlalchemy.orm import Session
 
 T = TypeVar("T")
 
+PER_PAGE = 25
+
 
 @dataclass
 class Page(Generic[T]):
@@ -31,7 +33,9 @@ class Page(Generic[T]):
         return self.number < self.pages
 
 
-def paginate(session: Session, query: Select[Any], raw_page: str | None, *, per_page: int = 25) -> Page[Any]:
+def paginate(
+    session: Session, query: Select[Any], raw_page: str | None, *, per_page: int = PER_PAGE
+) -> Page[Any]:
     """Run ``query`` for one page; a bad or out-of-range page number falls back to the nearest page."""
     try:
         number = max(1, int(raw_page or 1))

@@ -252,3 +252,34 @@ def test_a_scheduler_without_its_lock_only_waits(make_scheduler: Any, tmp_path: 
     scheduler.stopping.set()
     thread.join(timeout=30)
     assert not thread.is_alive()
+
+
+def test_a_stop_waits_for_a_running_job_that_publishes_the_next_runs(
+    make_scheduler: Any, job_db: TempDatabase
+) -> None:
+    """A job that beats (asks APScheduler for the next runs) after the stop began: the scheduler
+    lets it finish, then stops. Shutting APScheduler down first hung here: its shutdown waits for
+    the running jobs while holding the job store's lock, which the beat needs."""
+    name = f"beating_{secrets.token_hex(2)}"
+    started, release, beaten = threading.Event(), threading.Event(), threading.Event()
+
+    def job(ctx: JobContext) -> str:
+        started.set()
+        release.wait(30)
+        ctx.beat()
+        beaten.set()
+        return "publié"
+
+    scheduler = make_scheduler({name: job})
+    with Session(job_db.engine) as session:
+        session.add(JobRequest(job=name, requested_at=dt.datetime.now(dt.UTC)))
+        session.commit()
+    thread = _active(scheduler)
+    assert started.wait(30)
+    scheduler.stopping.set()
+    _wait(lambda: not scheduler.is_active)  # the stop has begun…
+    time.sleep(0.5)  # …and got as far as it can while the job runs
+    release.set()
+    thread.join(timeout=30)
+    assert not thread.is_alive() and beaten.is_set()
+    assert [(r.status, r.summary) for r in _runs(job_db, name)] == [("ok", "publié")]

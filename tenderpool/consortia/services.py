@@ -1907,7 +1907,10 @@ def awaiting_answer(session: Session, firm_id: int | None) -> list[Consortium]:
     query = (
         select(Consortium)
         .where(Consortium.id.in_(_firm_consortia(firm_id, (MemberState.INVITED, MemberState.REQUESTED))))
-        .options(selectinload(Consortium.members).selectinload(ConsortiumMember.firm))
+        .options(
+            selectinload(Consortium.members).selectinload(ConsortiumMember.firm),
+            selectinload(Consortium.notice),
+        )
         .order_by(Consortium.updated_at.desc(), Consortium.id.desc())
     )
     return list(session.scalars(query))

@@ -33,7 +33,7 @@ from tenderpool.errors import DomainError, NotFound
 from tenderpool.firms.documents import download_name
 from tenderpool.firms.models import Firm, FirmStatus
 from tenderpool.notices.models import Notice
-from tenderpool.pagination import Page, paginate
+from tenderpool.pagination import PER_PAGE, Page, paginate
 from tenderpool.reference import cpv_label
 from tenderpool.web import Access, access, client_ip, db_session, read_upload, settings, storage, uploads
 
@@ -164,7 +164,7 @@ def index() -> str:
     db = db_session()
     firm_id = services.firm_id_of(db, current_user)
     query = services.consortia_query(db, current_user, awaiting=False)
-    mine = paginate(db, query, request.args.get("page")) if query is not None else Page([], 1, 25, 0)
+    mine = paginate(db, query, request.args.get("page")) if query is not None else Page([], 1, PER_PAGE, 0)
     return render_template(
         "consortia/index.html",
         mine=mine,
