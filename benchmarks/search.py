@@ -505,9 +505,8 @@ def signed_in_client(app: Any, db: Database) -> Any:
     return client
 
 
-def measure_page(
-    db: Database, url: str, mix: list[tuple[str, dict[str, Any]]], tmp: str, repeat: int = 1
-) -> dict[str, Any]:
+def bench_app(db: Database, url: str, tmp: str) -> Any:
+    """The web app on ``db``, with its instance folder in ``tmp`` and no mail."""
     from tenderpool.app import build_app
 
     overrides = {
@@ -517,7 +516,13 @@ def measure_page(
         "app": {"instance_path": f"{tmp}/instance-{uuid.uuid4().hex[:6]}"},
         "mail": {"host": ""},
     }
-    app = build_app(overrides, database=db)
+    return build_app(overrides, database=db)
+
+
+def measure_page(
+    db: Database, url: str, mix: list[tuple[str, dict[str, Any]]], tmp: str, repeat: int = 1
+) -> dict[str, Any]:
+    app = bench_app(db, url, tmp)
     if "notices.browse" not in app.view_functions:
         return {"page": "skipped: no notices.browse endpoint (GET /avis) in this build yet"}
     client = signed_in_client(app, db)

@@ -23,13 +23,12 @@ import json
 import tempfile
 import threading
 import time
-import uuid
 from typing import Any
 from urllib.parse import urlencode
 
 from sqlalchemy import text
 
-from benchmarks.search import build, built_at, percentiles, query_mix, signed_in_client
+from benchmarks.search import bench_app, build, built_at, percentiles, query_mix, signed_in_client
 from tenderpool import migrate
 from tenderpool.db import Database
 
@@ -40,17 +39,7 @@ PAUSE = 0.05  # seconds between two write transactions
 def run(
     db: Database, url: str, now: dt.datetime, *, readers: int, seconds: float, writer: bool
 ) -> dict[str, Any]:
-    from tenderpool.app import build_app
-
-    tmp = tempfile.mkdtemp()
-    overrides = {
-        "env": "test",
-        "secret_key": "benchmark-secret-key",
-        "database_url": url,
-        "app": {"instance_path": f"{tmp}/instance-{uuid.uuid4().hex[:6]}"},
-        "mail": {"host": ""},
-    }
-    app = build_app(overrides, database=db)
+    app = bench_app(db, url, tempfile.mkdtemp())
     paths = ["/avis?" + urlencode(params) for _, params in query_mix(50, now)]
     clients = [signed_in_client(app, db) for _ in range(readers)]
     for path in paths[:10]:  # warm-up: templates compiled, caches filled

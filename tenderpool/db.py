@@ -107,7 +107,7 @@ class Database:
         self.url = url
         self.engine = engine if engine is not None else make_engine(url)
         self.session_factory = sessionmaker(bind=self.engine, expire_on_commit=False)
-        self._reader = self.engine.execution_options(**{_READS: True})
+        self._reader: Engine = self.engine.execution_options(**{_READS: True})
 
     def session(self, *, reads: bool = False) -> Session:
         """A new session. ``reads``: it is not meant to write (a GET request), so on SQLite its
