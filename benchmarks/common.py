@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import platform
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 from sqlalchemy import create_engine, text
 
@@ -30,3 +33,22 @@ def throwaway_database(engine: str, tmp: str, *, admin_url: str = PG_ADMIN) -> I
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+def machine() -> dict[str, object]:
+    """What the figures were measured on: they differ by a factor of 2 or 3 between the machines
+    this project has run on, so a figure is compared only with one from the same machine."""
+    cpu = platform.processor() or platform.machine()
+    memory = None
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                memory = round(int(line.split()[1]) / 1024 / 1024, 1)
+                break
+    except OSError:  # not Linux: what platform says
+        pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "memory_gb": memory, "python": platform.python_version()}

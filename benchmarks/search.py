@@ -56,7 +56,7 @@ CHUNK = 5000
 
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.common import PG_ADMIN, throwaway_database  # noqa: E402
+from benchmarks.common import PG_ADMIN, machine, throwaway_database  # noqa: E402
 from benchmarks.ingest import boamp_templates, eforms_templates  # noqa: E402
 from scrapers.base import RawRecord  # noqa: E402
 from scrapers.registry import parse_raw  # noqa: E402
@@ -667,7 +667,12 @@ def main() -> None:
     )
     args = parser.parse_args()
     kinds = {k for k in args.kinds.split(",") if k} or None
-    result: dict[str, Any] = {"notices": args.notices, "queries": args.queries, "repeat": args.repeat}
+    result: dict[str, Any] = {
+        "notices": args.notices,
+        "queries": args.queries,
+        "repeat": args.repeat,
+        "machine": machine(),
+    }
     with tempfile.TemporaryDirectory() as tmp:
         if args.reuse:
             for url in args.reuse:

@@ -28,6 +28,7 @@ from urllib.parse import urlencode
 
 from sqlalchemy import text
 
+from benchmarks.common import machine
 from benchmarks.search import bench_app, build, built_at, percentiles, query_mix, signed_in_client
 from tenderpool import migrate
 from tenderpool.db import Database
@@ -113,7 +114,12 @@ def main() -> None:
     if not db.is_sqlite:
         raise SystemExit("benchmarks.sqlite_reads measures SQLite only")
     reader = db._reader  # the engine of the sessions that only read (see Database.session)
-    result: dict[str, Any] = {"notices": count, "readers": args.readers, "seconds": args.seconds}
+    result: dict[str, Any] = {
+        "notices": count,
+        "readers": args.readers,
+        "seconds": args.seconds,
+        "machine": machine(),
+    }
     for locking in ("reads", "immediate"):
         # "immediate": every session takes the write lock at BEGIN, the behaviour before.
         db._reader = reader if locking == "reads" else db.engine
