@@ -220,7 +220,7 @@ def unfollow(session: Session, user_id: int, notice: Notice) -> None:
         session.flush()
 
 
-def followed_notices(user_ids: list[int]) -> Select[Notice]:
+def followed_notices_query(user_ids: list[int]) -> Select[Notice]:
     """The watch list: notices followed by these users (a firm's members), soonest deadline first
     (undated last), with what a list row shows of them."""
     return (

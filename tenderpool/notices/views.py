@@ -274,7 +274,7 @@ def watchlist() -> str:
             user_ids = list(
                 db.scalars(select(FirmMembership.user_id).where(FirmMembership.firm_id == membership.firm_id))
             )
-    page = paginate(db, services.followed_notices(user_ids), request.args.get("page"))
+    page = paginate(db, services.followed_notices_query(user_ids), request.args.get("page"))
     return render_template("notices/watchlist.html", page=page, now=_now(), status_labels=STATUS_LABELS,
                            source_labels=SOURCE_LABELS)  # fmt: skip
 
@@ -422,7 +422,7 @@ def queue() -> str | tuple[str, int]:
     elif filters["status"] in ("awarded", "cancelled"):
         stmt = stmt.where(Notice.status == filters["status"])
     stmt = stmt.order_by(Notice.created_at.desc(), Notice.id.desc()).options(
-        selectinload(Notice.lots), selectinload(Notice.publications)
+        selectinload(Notice.lots), selectinload(Notice.publications), selectinload(Notice.department_links)
     )
     page = paginate(db, stmt, request.args.get("page"), per_page=30)
     divisions = sorted({c[:2] for c in cpv_codes()})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from typing import Any
 
 from flask.testing import FlaskClient
@@ -391,3 +392,25 @@ def test_watchlist_is_paginated_soonest_deadline_first(
         t for t in titles if f">{t}</a>" in client.get("/suivis?page=9").get_data(as_text=True)
     ] == titles[25:]
     assert client.get("/suivis?page=abc").get_data(as_text=True).count("Avis suivi J+") == 25
+
+
+def test_curation_queue_pages_keep_the_filters(client: FlaskClient, session: Session, seed: Seed) -> None:
+    start = dt.datetime.now(dt.UTC).replace(microsecond=0) - dt.timedelta(days=1)
+    for k in range(31):  # newest first: "File 30" … "File 00"
+        factories.make_plain_notice(
+            session, title=f"File {k:02d}", departments=["77"], created_at=start + dt.timedelta(minutes=k)
+        )
+    session.commit()
+    login_as(client, session, seed.staff77_id)
+
+    first = client.get("/equipe/avis?dep=77").get_data(as_text=True)
+    assert "31 avis dans cette file" in first and "Page 1 sur 2" in first
+    assert re.findall(r">(File \d\d)</a>", first) == [f"File {k:02d}" for k in range(30, 0, -1)]
+    nav = first[first.index('aria-label="Pages de la file"') :]
+    assert 'rel="next"' in nav and 'rel="prev"' not in nav
+    assert re.search(r'href="/equipe/avis\?page=2&amp;[^"]*etat=new[^"]*" rel="next"', nav)
+    assert re.search(r'href="/equipe/avis\?page=2&amp;[^"]*dep=77[^"]*" rel="next"', nav)
+
+    second = client.get("/equipe/avis?dep=77&page=2").get_data(as_text=True)
+    assert re.findall(r">(File \d\d)</a>", second) == ["File 00"]
+    assert re.search(r'href="/equipe/avis\?page=1&amp;[^"]*dep=77[^"]*" rel="prev"', second)
